@@ -1,0 +1,43 @@
+r"""BERT pre-training (MLM + NSP), variants tiny / base / large.
+
+  python -m lm_jax.main --config=configs/bert_base.py:tiny --workdir=runs/tiny
+
+tiny (CPU demo): 2 layers, hidden 128, seq 128, batch 32, 300 steps on the
+embedded Austen corpus; on 2 CPU cores it takes about 2 minutes, and the
+loss (MLM + NSP) falls from ~9.7 to ~6.3, held-out MLM accuracy ~15%.
+
+  python -m lm_jax.main --config=configs/bert_base.py --workdir=gs://bucket/bert \
+      --config.data.tfds_name=wikipedia/20230601.en --config.train.batch_size=256
+
+base (the default): BERT-base 12/768/12 with the paper's schedule: 1M steps
+of batch 256 at seq 128, Adam lr 1e-4, 10k warm-up steps, linear decay,
+weight decay 0.01. large: 24/1024/16. Both need a real corpus: the embedded
+one is too small for a 30522-piece vocabulary.
+"""
+from lm_jax.config import base_config, bert_model
+
+
+def get_config(variant="base"):
+  c = base_config()
+  variant = variant or "base"
+  if variant == "tiny":
+    c.model = bert_model(vocab_size=8000, hidden_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=512,
+                         max_position_embeddings=128)
+    c.train.update(steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30,
+                   log_every=20, eval_every=100, eval_steps=4, checkpoint_every=100)
+  elif variant == "base":
+    c.model = bert_model()
+    c.train.update(steps=1_000_000, batch_size=256, learning_rate=1e-4,
+                   warmup_steps=10_000, log_every=100, eval_every=10_000,
+                   checkpoint_every=10_000)
+    c.model.dtype = "bfloat16"
+  elif variant == "large":
+    c.model = bert_model(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                         intermediate_size=4096, dtype="bfloat16")
+    c.train.update(steps=1_000_000, batch_size=256, learning_rate=1e-4,
+                   warmup_steps=10_000, log_every=100, eval_every=10_000,
+                   checkpoint_every=10_000)
+  else:
+    raise ValueError(f"unknown variant {variant!r}; use tiny, base or large")
+  return c

@@ -1,0 +1,155 @@
+"""The config every run shares, and its validation.
+
+configs/*.py start from `base_config()` and fill in the model and their
+variants. `validate` turns an impossible value into one `UserError`
+sentence naming the key and the fix.
+"""
+import json
+
+import ml_collections
+
+from lm_jax.errors import UserError
+
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION = ("auto", "xla", "cudnn")
+REMAT = ("none", "full", "dots", "dots_no_batch")
+
+# Logical axis -> mesh axes. Parameters and activations are annotated with the
+# names on the left (models/); this table alone decides how they are sharded.
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("length", None),
+    ("act_embed", None),  # activations' hidden dim (parameters' "embed" is fsdp-sharded)
+    ("layers", None),
+)
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()  # filled by each config file
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=1000,
+      batch_size=256,          # global, over all devices and hosts
+      learning_rate=1e-4,
+      warmup_steps=100,
+      schedule_steps=-1,       # length of the LR schedule; -1 = train.steps
+      grad_accum_steps=1,      # micro-batches per step (batch_size must divide)
+      weight_decay=0.01,
+      adam_b1=0.9,
+      adam_b2=0.999,
+      adam_eps=1e-6,
+      max_grad_norm=1.0,
+      log_every=50,
+      eval_every=500,          # 0 = no evaluation during training
+      eval_steps=10,           # batches of held-out text per evaluation
+      checkpoint_every=500,
+      keep_checkpoints=3,
+      compile_only=False,      # compile the step, print memory, do not train
+  ))
+
+  c.data = ml_collections.ConfigDict(dict(
+      files="",                # glob of .txt/.jsonl(.gz); empty = embedded corpus
+      eval_files="",           # held-out text for evaluation (with data.files)
+      tfds_name="",            # a tensorflow-datasets text dataset, e.g. wikipedia/20230601.en
+      tfds_split="train",
+      tfds_eval_split="",
+      tfds_text_key="text",
+      tfds_data_dir="",
+      max_documents=-1,        # read at most this many documents (-1 = all)
+      seq_len=128,
+      tokenizer="",            # directory with spm.model to reuse; empty = train one
+      mask_probability=0.15,
+      max_predictions_per_seq=20,
+      whole_word_masking=False,
+      nsp_probability=0.5,
+      worker_threads=2,        # Grain threads building batches ahead of the step
+  ))
+
+  c.mesh = ml_collections.ConfigDict(dict(
+      data=-1, fsdp=1, tensor=1,  # per-slice mesh; -1 = all remaining devices
+      dcn_data=1, dcn_fsdp=1,     # across slices (data centre network)
+      rules=DEFAULT_RULES,
+  ))
+
+  c.init = ml_collections.ConfigDict(dict(from_hf=""))
+  return c
+
+
+def bert_model(**overrides):
+  """The `model` section for a BERT encoder (HF BertConfig names)."""
+  m = dict(
+      family="bert",
+      vocab_size=30522,
+      hidden_size=768,
+      num_hidden_layers=12,
+      num_attention_heads=12,
+      intermediate_size=3072,
+      max_position_embeddings=512,
+      type_vocab_size=2,
+      hidden_dropout_prob=0.1,
+      attention_probs_dropout_prob=0.1,
+      layer_norm_eps=1e-12,
+      initializer_range=0.02,
+      dtype="float32",          # compute dtype; params stay float32
+      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
+      scan_layers=False,        # stack the layers and run them with lax.scan
+      remat="none",             # none | full | dots | dots_no_batch
+  )
+  m.update(overrides)
+  return ml_collections.ConfigDict(m)
+
+
+def _check(ok, message):
+  if not ok:
+    raise UserError(message)
+
+
+def validate(c):
+  """Raises UserError for the first impossible value."""
+  t, d, m = c.train, c.data, c.model
+  for key in ("steps", "batch_size", "log_every", "grad_accum_steps", "keep_checkpoints",
+              "checkpoint_every", "eval_steps"):
+    _check(t[key] > 0, f"train.{key}={t[key]} must be positive; set --config.train.{key} to a number > 0.")
+  for key in ("warmup_steps", "eval_every"):
+    _check(t[key] >= 0, f"train.{key}={t[key]} must be >= 0.")
+  _check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
+  _check(t.schedule_steps == -1 or t.schedule_steps > 0,
+         f"train.schedule_steps={t.schedule_steps} must be -1 (= train.steps) or positive.")
+  _check(t.batch_size % t.grad_accum_steps == 0,
+         f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
+         f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
+  _check(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8.")
+  _check(d.seq_len <= m.max_position_embeddings,
+         f"data.seq_len={d.seq_len} is above model.max_position_embeddings="
+         f"{m.max_position_embeddings}; lower data.seq_len or raise the model's max positions.")
+  _check(0 < d.mask_probability < 1, f"data.mask_probability={d.mask_probability} must be in (0, 1).")
+  _check(0 < d.max_predictions_per_seq <= d.seq_len,
+         f"data.max_predictions_per_seq={d.max_predictions_per_seq} must be in [1, data.seq_len].")
+  _check(0 <= d.nsp_probability <= 1, f"data.nsp_probability={d.nsp_probability} must be in [0, 1].")
+  _check(not (d.files and d.tfds_name), "Set only one of data.files and data.tfds_name.")
+  _check(m.hidden_size % m.num_attention_heads == 0,
+         f"model.hidden_size={m.hidden_size} is not divisible by model.num_attention_heads="
+         f"{m.num_attention_heads}; pick a head count that divides it.")
+  _check(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {DTYPES}.")
+  _check(m.attention in ATTENTION, f"model.attention={m.attention!r} is not one of {ATTENTION}.")
+  _check(m.remat in REMAT, f"model.remat={m.remat!r} is not one of {REMAT}.")
+  _check(m.vocab_size > 8, f"model.vocab_size={m.vocab_size} is too small.")
+  sizes = [c.mesh[k] for k in ("data", "fsdp", "tensor")]
+  _check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
+         f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")
+
+
+def schedule_steps(c):
+  return c.train.steps if c.train.schedule_steps == -1 else c.train.schedule_steps
+
+
+def to_json(c):
+  return json.dumps(c.to_dict(), indent=2, sort_keys=True, default=str)

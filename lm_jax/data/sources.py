@@ -1,0 +1,117 @@
+"""Text sources: each yields a list of documents (str).
+
+- the embedded corpus (Jane Austen, shipped in lm_jax/data/corpus/), split
+  into chapters; Persuasion is the held-out evaluation text;
+- local files: .txt (optionally .gz) with blank-line-separated documents, or
+  one document per line when the file has no blank line; .jsonl with a
+  `text` field;
+- any tensorflow-datasets text dataset by name, read through
+  `tfds.data_source` (ArrayRecord, no TensorFlow needed).
+"""
+import glob
+import gzip
+import json
+import os
+import re
+
+from lm_jax.errors import UserError
+
+CORPUS_DIR = os.path.join(os.path.dirname(__file__), "corpus")
+EVAL_NOVELS = ("austen_persuasion",)
+_CHAPTER = re.compile(r"^\s*chapter\b.*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _read_text(path):
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    return f.read()
+
+
+def _paragraphs(text):
+  """Blank-line-separated blocks, each joined into one line."""
+  return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def embedded_documents(split):
+  """The Austen novels, one document per chapter: split 'train' or 'eval'."""
+  docs = []
+  for path in sorted(glob.glob(os.path.join(CORPUS_DIR, "*.txt.gz"))):
+    held_out = os.path.basename(path).split(".")[0] in EVAL_NOVELS
+    if held_out != (split == "eval"):
+      continue
+    for chapter in _CHAPTER.split(_read_text(path))[1:]:  # [0] is the title page
+      doc = "\n".join(_paragraphs(chapter))
+      if doc:
+        docs.append(doc)
+  return docs
+
+
+def file_documents(pattern):
+  """Documents from local files matching a glob (see module docstring)."""
+  paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+  if not paths:
+    raise UserError(f"No files match data.files={pattern!r}; check the path or glob.")
+  docs = []
+  for path in paths:
+    text = _read_text(path)
+    if path.endswith((".jsonl", ".jsonl.gz")):
+      for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+          try:
+            docs.append(json.loads(line)["text"])
+          except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path}:{n} is not a JSON object with a 'text' field; "
+                            "fix the line or use plain text files.") from None
+    elif re.search(r"\n\s*\n", text):
+      docs.extend(_paragraphs(text))
+    else:
+      docs.extend(line.strip() for line in text.splitlines() if line.strip())
+  return docs
+
+
+def _hide_gpus_from_tensorflow():
+  """tfds may import TensorFlow; keep it off the accelerators JAX uses."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  tf.config.set_visible_devices([], "GPU")
+
+
+def tfds_documents(name, split, text_key="text", data_dir=None, max_documents=-1):
+  """Documents from a tensorflow-datasets dataset (random-access data source)."""
+  _hide_gpus_from_tensorflow()
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+  except Exception as e:  # tfds raises many types: not found, not prepared, ...
+    raise UserError(f"Could not open tensorflow-datasets {name!r} split {split!r} ({e}); "
+                    "prepare it with `tfds build` or check data.tfds_name.") from None
+  n = len(source) if max_documents < 0 else min(len(source), max_documents)
+  docs = []
+  for i in range(n):
+    text = source[i][text_key]
+    docs.append(text.decode("utf-8") if isinstance(text, bytes) else str(text))
+  return docs
+
+
+def documents(data, split):
+  """The documents named by the `data` config for split 'train' or 'eval'.
+
+  Returns an empty list for 'eval' when the config names no evaluation text.
+  """
+  if data.tfds_name:
+    tfds_split = data.tfds_split if split == "train" else data.tfds_eval_split
+    if not tfds_split:
+      return []
+    docs = tfds_documents(data.tfds_name, tfds_split, data.tfds_text_key,
+                          data.tfds_data_dir, data.max_documents)
+  elif data.files:
+    pattern = data.files if split == "train" else data.eval_files
+    docs = file_documents(pattern) if pattern else []
+  else:
+    docs = embedded_documents(split)
+  if split == "train" and not any(d.strip() for d in docs):
+    raise UserError("The training corpus is empty; point data.files or data.tfds_name "
+                    "at text with at least one non-empty document.")
+  return docs

@@ -1,0 +1,82 @@
+"""Tokenizers: a sentencepiece model with BERT's special tokens.
+
+A run without `data.tokenizer` trains one into `WORKDIR/tokenizer/spm.model`.
+The special tokens are ordinary pieces with fixed ids ([PAD]=0, [UNK]=1,
+[CLS]=2, [SEP]=3, [MASK]=4), and "[MASK]" typed in a text becomes the mask
+token, so fill-in-the-blank prompts need no special API.
+"""
+import os
+import tempfile
+
+import numpy as np
+import sentencepiece as spm
+
+from lm_jax.errors import UserError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MODEL_FILE = "spm.model"
+WORD_START = "\u2581"  # sentencepiece's word-boundary marker
+
+
+class Tokenizer:
+  """Text <-> token ids. The interface every tokenizer backend provides."""
+
+  def __init__(self, path):
+    if os.path.isdir(path):
+      path = os.path.join(path, MODEL_FILE)
+    if not os.path.exists(path):
+      raise UserError(f"No tokenizer model at {path}; point data.tokenizer at a "
+                      f"directory holding {MODEL_FILE} or leave it empty to train one.")
+    self.path = path
+    self.sp = spm.SentencePieceProcessor(model_file=path)
+    pieces = [self.sp.id_to_piece(i) for i in range(len(SPECIAL_TOKENS))]
+    if tuple(pieces) != SPECIAL_TOKENS:
+      raise UserError(f"Tokenizer {path} does not start with BERT's special tokens "
+                      f"{SPECIAL_TOKENS} (found {pieces}); train one with lm_jax.")
+    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
+    self.special_ids = frozenset(range(5))
+
+  @property
+  def vocab_size(self):
+    return self.sp.get_piece_size()
+
+  def encode(self, texts):
+    """list of str -> list of lists of ids (no special tokens added)."""
+    return self.sp.encode(list(texts), out_type=int)
+
+  def decode(self, ids):
+    return self.sp.decode([int(i) for i in ids])
+
+  def id_to_token(self, i):
+    return self.sp.id_to_piece(int(i))
+
+  def word_starts(self):
+    """Boolean [vocab]: True where a piece begins a word (whole-word masking)."""
+    return np.array([self.sp.id_to_piece(i).startswith(WORD_START) or i in self.special_ids
+                     for i in range(self.vocab_size)])
+
+
+def train(texts, out_dir, vocab_size, *, max_sentences=2_000_000):
+  """Trains a unigram sentencepiece model on `texts` into `out_dir`/spm.model.
+
+  Written to a temporary name and renamed, so an interrupted run never
+  leaves a half-written tokenizer behind.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=out_dir, prefix=".tmp-")
+  prefix = os.path.join(tmp, "spm")
+  try:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=prefix, vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0,
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece="[PAD]", unk_piece="[UNK]",
+        user_defined_symbols=list(SPECIAL_TOKENS[2:]),
+        minloglevel=2, num_threads=os.cpu_count() or 1)
+  except RuntimeError as e:
+    raise UserError(f"Could not train a {vocab_size}-piece tokenizer on this corpus ({e}); "
+                    "use a larger corpus or a smaller model.vocab_size.") from None
+  for ext in (".model", ".vocab"):
+    os.replace(prefix + ext, os.path.join(out_dir, "spm" + ext))
+  os.rmdir(tmp)
+  return Tokenizer(out_dir)

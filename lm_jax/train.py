@@ -1,0 +1,349 @@
+"""The pre-training loop: init or restore, step, evaluate, log, checkpoint.
+
+`run(config, workdir)` is the whole program; main.py only parses flags.
+Running it again on the same workdir resumes from the latest checkpoint, and
+since batch k is a pure function of (seed, k) the resumed run is the same
+run, bit for bit.
+"""
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from lm_jax import checkpoint, config as config_lib, metrics as metrics_lib, models, parallel
+from lm_jax.data import pipeline, sources, tokenizer as tokenizer_lib
+from lm_jax.errors import UserError
+from lm_jax.models import layers
+from lm_jax.objectives import losses
+
+# Model keys that may change between invocations on one workdir: they change
+# how the model runs, not what its parameters are.
+RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob",
+                      "attention_probs_dropout_prob")
+
+
+# ---------------------------------------------------------------------------
+# Optimizer
+# ---------------------------------------------------------------------------
+
+def learning_rate_schedule(train_cfg, total_steps):
+  """Linear warm-up to the peak, then linear decay to 0 at `total_steps`."""
+  warmup = train_cfg.warmup_steps
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, train_cfg.learning_rate, max(warmup, 1)),
+       optax.linear_schedule(train_cfg.learning_rate, 0.0, max(total_steps - warmup, 1))],
+      [warmup])
+
+
+def _decays(path, _):
+  """BERT's rule: no weight decay on biases and LayerNorm parameters."""
+  return path[-1].key not in ("bias", "scale")
+
+
+def make_optimizer(train_cfg, total_steps):
+  return optax.chain(
+      optax.clip_by_global_norm(train_cfg.max_grad_norm),
+      optax.adamw(learning_rate_schedule(train_cfg, total_steps), b1=train_cfg.adam_b1,
+                  b2=train_cfg.adam_b2, eps=train_cfg.adam_eps,
+                  weight_decay=train_cfg.weight_decay,
+                  mask=lambda p: jax.tree_util.tree_map_with_path(_decays, p)))
+
+
+# ---------------------------------------------------------------------------
+# Sharded model state
+# ---------------------------------------------------------------------------
+
+class ModelState:
+  """The model's structure (graphdef), its logical axes, and the shardings
+  of params and optimizer state on a mesh. Creates them directly sharded."""
+
+  def __init__(self, config, mesh, rule_table, tx=None):
+    self.config = config
+    abstract_model = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(0)))
+    self.graphdef, abstract_state = nnx.split(abstract_model)
+    self.axes = parallel.logical_axes(abstract_state)
+    self.param_shardings = parallel.shardings(self.axes, mesh, rule_table)
+    self.abstract_params = checkpoint.abstract(nnx.to_pure_dict(abstract_state),
+                                               self.param_shardings)
+    self.tx = tx
+    if tx is not None:
+      abstract_opt = jax.eval_shape(tx.init, self.abstract_params)
+      self.opt_shardings = optax.tree_map_params(
+          tx, lambda _, s: s, abstract_opt, self.param_shardings,
+          transform_non_params=lambda _: parallel.replicated(mesh))
+      self.abstract_opt_state = checkpoint.abstract(abstract_opt, self.opt_shardings)
+
+  def model(self, params):
+    return nnx.merge(self.graphdef, params)
+
+  def init(self, seed):
+    """Fresh params and optimizer state, created sharded (never whole on one device)."""
+    def init_fn():
+      model = models.build(self.config.model, rngs=nnx.Rngs(params=seed))
+      params = nnx.to_pure_dict(nnx.state(model))
+      return params, self.tx.init(params)
+    return jax.jit(init_fn, out_shardings=(self.param_shardings, self.opt_shardings))()
+
+
+# ---------------------------------------------------------------------------
+# Train and eval steps
+# ---------------------------------------------------------------------------
+
+def make_train_step(ms, config, mesh, rule_table):
+  loss_fn = losses.LOSSES[config.model.family]
+  accum = config.train.grad_accum_steps
+  base_key = jax.random.key(config.seed)
+  batch_sh = parallel.batch_sharding(mesh, rule_table)
+
+  def compute_loss(params, batch, key):
+    return loss_fn(ms.model(params), batch, key)
+
+  grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
+
+  def train_step(params, opt_state, batch, step):
+    key = jax.random.fold_in(base_key, step)  # dropout: a function of (seed, step)
+    if accum == 1:
+      (loss, m), grads = grad_fn(params, batch, key)
+    else:
+      # Micro-batch i takes rows i, i+accum, ...: each device keeps its own rows.
+      def split(x):
+        x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec(None, *batch_sh.spec)))
+      micro = jax.tree.map(split, batch)
+
+      def body(carry, xs):
+        mb, i = xs
+        out = grad_fn(params, mb, jax.random.fold_in(key, i))
+        return jax.tree.map(jnp.add, carry, out), None
+
+      shapes = jax.eval_shape(grad_fn, params, jax.tree.map(lambda x: x[0], micro), key)
+      zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+      ((loss, m), grads), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+      loss, m, grads = jax.tree.map(lambda x: x / accum, (loss, m, grads))
+    updates, opt_state = ms.tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    m = dict(m, loss=loss, grad_norm=optax.global_norm(grads),
+             learning_rate=learning_rate_schedule(config.train, config_lib.schedule_steps(config))(step))
+    return params, opt_state, m
+
+  return jax.jit(train_step,
+                 in_shardings=(ms.param_shardings, ms.opt_shardings, batch_sh, None),
+                 out_shardings=(ms.param_shardings, ms.opt_shardings, None),
+                 donate_argnums=(0, 1))
+
+
+def make_eval_step(ms, config, mesh, rule_table):
+  loss_fn = losses.LOSSES[config.model.family]
+
+  def eval_step(params, batch):
+    loss, m = loss_fn(ms.model(params), batch, None)
+    return dict(m, loss=loss)
+
+  return jax.jit(eval_step, in_shardings=(ms.param_shardings,
+                                          parallel.batch_sharding(mesh, rule_table)))
+
+
+# ---------------------------------------------------------------------------
+# Workdir, tokenizer, data
+# ---------------------------------------------------------------------------
+
+def _architecture(model_cfg):
+  return {k: v for k, v in model_cfg.to_dict().items() if k not in RUNTIME_MODEL_KEYS}
+
+
+def prepare_workdir(config, workdir):
+  """Refuses a workdir that holds another model; records the resolved config."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f).get("model", {})
+    new = _architecture(config.model)
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RUNTIME_MODEL_KEYS and old.get(k) != new.get(k))
+    if diff:
+      k = diff[0]
+      raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
+                      f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(config_lib.to_json(config))
+    os.replace(tmp, path)
+
+
+def load_or_train_tokenizer(config, workdir, train_docs):
+  """The workdir's tokenizer; on first start, data.tokenizer's or a new one."""
+  own = os.path.join(workdir, "tokenizer")
+  if not os.path.exists(os.path.join(own, tokenizer_lib.MODEL_FILE)):
+    if jax.process_index() == 0:
+      if config.data.tokenizer:
+        src = tokenizer_lib.Tokenizer(config.data.tokenizer)
+        os.makedirs(own, exist_ok=True)
+        with open(src.path, "rb") as f, open(os.path.join(own, tokenizer_lib.MODEL_FILE), "wb") as g:
+          g.write(f.read())
+      else:
+        print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
+        sentences = (s for d in train_docs for s in pipeline.packing.split_sentences(d))
+        tokenizer_lib.train(sentences, own, config.model.vocab_size)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("tokenizer")
+  tok = tokenizer_lib.Tokenizer(own)
+  if tok.vocab_size != config.model.vocab_size:
+    raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
+                    f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
+  return tok
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+class _Preemption:
+  """SIGTERM (preemption) asks the loop to save and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, *_):
+    self.requested = True
+
+  def should_stop(self, step):
+    if jax.process_count() > 1:  # every process must agree on the step
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._old)
+
+
+def run(config, workdir):
+  """Pre-trains the model the config names, in (or resuming in) `workdir`."""
+  config_lib.validate(config)
+  workdir = os.path.abspath(workdir)
+  mesh = parallel.make_mesh(config.mesh)
+  rule_table = parallel.rules(config.mesh)
+  dp = mesh.shape["data"] * mesh.shape["fsdp"]
+  micro = config.train.batch_size // config.train.grad_accum_steps
+  if micro % dp:
+    raise UserError(f"The micro-batch train.batch_size / train.grad_accum_steps = {micro} is not "
+                    f"divisible by the {dp} data-parallel devices; make it a multiple of {dp}.")
+  prepare_workdir(config, workdir)
+  if jax.process_index() == 0:
+    print(config_lib.to_json(config), flush=True)
+    print(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
+          f"({jax.process_count()} processes)", flush=True)
+
+  # ---- Tokenizer and data ------------------------------------------------
+  train_docs = sources.documents(config.data, "train")
+  tok = load_or_train_tokenizer(config, workdir, train_docs)
+  train_data = pipeline.PretrainingData(train_docs, tok, config.data, config.seed)
+  eval_docs = sources.documents(config.data, "eval") if config.train.eval_every else []
+  eval_data = (pipeline.PretrainingData(eval_docs, tok, config.data, config.seed + 1)
+               if eval_docs else None)
+
+  # ---- Model and optimizer state ----------------------------------------
+  total = config_lib.schedule_steps(config)
+  ms = ModelState(config, mesh, rule_table, make_optimizer(config.train, total))
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  with parallel.activate(mesh, rule_table):
+    train_step = make_train_step(ms, config, mesh, rule_table)
+    if config.train.compile_only:
+      ckpt.close()
+      return _compile_only(train_step, ms, train_data.global_batch(0, config.train.batch_size))
+    start = ckpt.latest_step()
+    if start is None:
+      start = 0
+      params, opt_state = ms.init(config.seed)
+    else:
+      params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
+      print(f"Resumed from step {start} in {ckpt.dir}", flush=True)
+    if start >= config.train.steps:
+      print(f"Nothing to do: the workdir is already at step {start} >= train.steps.", flush=True)
+      ckpt.close()
+      return
+    eval_step = make_eval_step(ms, config, mesh, rule_table) if eval_data else None
+    _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
+                params, opt_state, start, mesh, rule_table)
+
+
+def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
+                params, opt_state, start, mesh, rule_table):
+  t = config.train
+  writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
+  batches = train_data.batches(t.batch_size, start, t.steps, jax.process_index(),
+                               jax.process_count(), config.data.worker_threads)
+  tokens_per_step = t.batch_size * config.data.seq_len
+  preemption = _Preemption()
+  watch, last_logged = metrics_lib.Stopwatch(), start
+  try:
+    for step in range(start + 1, t.steps + 1):
+      batch = parallel.host_to_global(next(batches), mesh, rule_table)
+      params, opt_state, m = train_step(params, opt_state, batch, jnp.int32(step - 1))
+      if step % t.log_every == 0 or step == t.steps:
+        m = {k: float(v) for k, v in jax.device_get(m).items()}
+        if not np.isfinite(m["loss"]):
+          good = ckpt.latest_step()
+          raise UserError(f"The loss became {m['loss']} at step {step}; lower "
+                          f"train.learning_rate (the last good checkpoint is step {good}).")
+        steps_per_s = (step - last_logged) / watch.lap()
+        m["tokens_per_s"] = steps_per_s * tokens_per_step
+        last_logged = step
+        writer.write(step, m)
+        writer.progress(step, m, steps_per_s)
+      if eval_step and (step % t.eval_every == 0 or step == t.steps):
+        writer.write(step, evaluate(eval_step, params, eval_data, config, mesh, rule_table))
+      if step % t.checkpoint_every == 0 or step == t.steps:
+        ckpt.save(step, params, opt_state)
+      if preemption.should_stop(step):
+        ckpt.save(step, params, opt_state)
+        print(f"Preempted: saved step {step}; run the same command to resume.", flush=True)
+        break
+  finally:
+    preemption.restore()
+    ckpt.close()
+    writer.close()
+
+
+def evaluate(eval_step, params, eval_data, config, mesh, rule_table):
+  """Mean metrics over the first `eval_steps` held-out batches (fixed masks)."""
+  totals = {}
+  for k in range(config.train.eval_steps):
+    local = eval_data.global_batch(k, config.train.batch_size // config.train.grad_accum_steps)
+    local = {n: _process_slice(v) for n, v in local.items()}
+    m = jax.device_get(eval_step(params, parallel.host_to_global(local, mesh, rule_table)))
+    for n, v in m.items():
+      totals[n] = totals.get(n, 0.0) + float(v) / config.train.eval_steps
+  return {f"eval_{n}": v for n, v in totals.items()}
+
+
+def _process_slice(x):
+  n = len(x) // jax.process_count()
+  return x[jax.process_index() * n:(jax.process_index() + 1) * n]
+
+
+def _compile_only(train_step, ms, example_batch):
+  """Lowers and compiles the step for the mesh and prints per-device memory."""
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_batch)
+  compiled = train_step.lower(ms.abstract_params, ms.abstract_opt_state, batch,
+                              jax.ShapeDtypeStruct((), jnp.int32)).compile()
+  mem = compiled.memory_analysis()
+  gib = lambda n: n / 2**30
+  if mem is not None:
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+    print(f"Compiled. Per-device memory estimate: {gib(total):.3f} GiB (arguments "
+          f"{gib(mem.argument_size_in_bytes):.3f}, temporaries {gib(mem.temp_size_in_bytes):.3f}, "
+          f"outputs {gib(mem.output_size_in_bytes):.3f}, donated {gib(mem.alias_size_in_bytes):.3f}).",
+          flush=True)
+  else:
+    print("Compiled. This backend gives no memory estimate.", flush=True)
+  return compiled
