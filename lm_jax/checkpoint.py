@@ -22,12 +22,12 @@ def directory(workdir):
 class Checkpointer:
 
   def __init__(self, workdir, *, keep=3, read_only=False):
+    """`read_only`: for inference and export (never saves, never deletes)."""
     self.dir = directory(workdir)
     if read_only and not os.path.isdir(self.dir):
       raise UserError(f"{workdir} has no checkpoints/ folder; train there first with lm_jax.main.")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           enable_async_checkpointing=not read_only,
-                                           read_only=read_only)
+                                           enable_async_checkpointing=not read_only)
     self.manager = ocp.CheckpointManager(self.dir, options=options,
                                          item_names=("params", "opt_state"))
 

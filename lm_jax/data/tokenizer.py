@@ -35,14 +35,21 @@ class Tokenizer:
                       f"{SPECIAL_TOKENS} (found {pieces}); train one with lm_jax.")
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
     self.special_ids = frozenset(range(5))
+    self._space_id = self.sp.piece_to_id(WORD_START)
 
   @property
   def vocab_size(self):
     return self.sp.get_piece_size()
 
   def encode(self, texts):
-    """list of str -> list of lists of ids (no special tokens added)."""
-    return self.sp.encode(list(texts), out_type=int)
+    """list of str -> list of lists of ids (no special tokens added).
+
+    The space before a typed "[MASK]" belongs to the masked word, as in
+    training, where a whole piece such as "▁word" is replaced by [MASK].
+    """
+    return [[t for t, nxt in zip(ids, ids[1:] + [None])
+             if not (t == self._space_id and nxt == self.mask_id)]
+            for ids in self.sp.encode(list(texts), out_type=int)]
 
   def decode(self, ids):
     return self.sp.decode([int(i) for i in ids])

@@ -1,0 +1,114 @@
+"""`lm_jax.load(DIR)`: a trained model and its tokenizer, for inference.
+
+    model = lm_jax.load("runs/tiny")
+    logits = model.mlm_logits(["She was the [MASK] of the two daughters."])
+    model.fill_mask("She was the [MASK] of the two daughters.")
+    hidden = model.hidden_states(["Some text.", "Another."])
+"""
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from lm_jax import checkpoint, parallel
+from lm_jax.data import tokenizer as tokenizer_lib
+from lm_jax.errors import UserError
+
+
+def read_config(workdir):
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} is not an lm_jax run (no config.json); "
+                    "give the --workdir of a training run.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def single_device_mesh(config):
+  """A 1-device mesh: inference and export hold the whole model on one device."""
+  mesh_cfg = ml_collections.ConfigDict(dict(config.mesh))
+  mesh_cfg.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1)
+  return parallel.make_mesh(mesh_cfg, jax.local_devices()[:1]), parallel.rules(mesh_cfg)
+
+
+def restore_params(workdir, step=None):
+  """(config, ModelState, params) of a run's checkpoint (latest by default)."""
+  from lm_jax import train  # pylint: disable=g-import-not-at-top
+  config = read_config(workdir)
+  mesh, rule_table = single_device_mesh(config)
+  ms = train.ModelState(config, mesh, rule_table)
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+  steps = ckpt.steps()
+  if not steps:
+    raise UserError(f"{workdir} has no complete checkpoint yet; train longer or wait for the first save.")
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise UserError(f"{workdir} has no checkpoint at step {step}; available steps: {steps}.")
+  params, _ = ckpt.restore(step, ms.abstract_params)
+  ckpt.close()
+  return config, ms, params, step
+
+
+class Pretrained:
+  """A model with its tokenizer. Inputs are a list of texts or of token-id lists."""
+
+  def __init__(self, config, model_state, params, tokenizer, step=None):
+    self.config = config
+    self.tokenizer = tokenizer
+    self.step = step
+    self._ms, self.params = model_state, params
+    self._forward = jax.jit(lambda p, ids, types, mask: model_state.model(p)(ids, types, mask))
+
+  def encode(self, inputs):
+    """Texts become `[CLS] text [SEP]`; id lists are taken as they are.
+
+    Returns numpy input_ids, token_type_ids, attention_mask, right-padded.
+    """
+    tok = self.tokenizer
+    if inputs and isinstance(inputs[0], str):
+      inputs = [[tok.cls_id, *ids, tok.sep_id] for ids in tok.encode(inputs)]
+    longest = max(len(x) for x in inputs)
+    limit = self.config.model.max_position_embeddings
+    if longest > limit:
+      raise UserError(f"An input has {longest} tokens but the model takes at most {limit}; "
+                      "shorten or split it.")
+    ids = np.full((len(inputs), longest), tok.pad_id, np.int32)
+    mask = np.zeros_like(ids)
+    for i, x in enumerate(inputs):
+      ids[i, :len(x)] = x
+      mask[i, :len(x)] = 1
+    return ids, np.zeros_like(ids), mask
+
+  def __call__(self, inputs):
+    """All outputs of the model (numpy), for a batch of texts or id lists."""
+    out = self._forward(self.params, *self.encode(inputs))
+    return jax.tree.map(np.asarray, out)
+
+  def mlm_logits(self, inputs):
+    """[batch, length, vocab] masked-LM logits (float32)."""
+    return self(inputs)["mlm_logits"]
+
+  def hidden_states(self, inputs):
+    """[batch, length, hidden] last-layer hidden states."""
+    return self(inputs)["hidden_states"]
+
+  def fill_mask(self, text, top_k=5):
+    """For each [MASK] in `text`, the `top_k` (token, probability) pairs."""
+    ids, _, _ = self.encode([text])
+    logits = self.mlm_logits([text])[0]
+    result = []
+    for pos in np.flatnonzero(ids[0] == self.tokenizer.mask_id):
+      probs = np.exp(logits[pos] - logits[pos].max())
+      probs /= probs.sum()
+      top = np.argsort(-probs)[:top_k]
+      result.append([(self.tokenizer.id_to_token(i), float(probs[i])) for i in top])
+    return result
+
+
+def load(path, step=None):
+  """Loads an lm_jax run directory (latest checkpoint unless `step` is given)."""
+  config, ms, params, step = restore_params(path, step)
+  tok = tokenizer_lib.Tokenizer(os.path.join(path, "tokenizer"))
+  return Pretrained(config, ms, params, tok, step)

@@ -1,0 +1,33 @@
+"""lm_jax: pre-training of contextualized language models in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lm_jax",
+    version="0.1.0",
+    description="Pre-train BERT-family encoders, GPT decoders and ELMo in JAX/Flax; "
+                "export to HuggingFace (PyTorch) and bilm-tf.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lm_jax", "lm_jax.*"]),
+    package_data={"lm_jax.data": ["corpus/*.txt.gz", "corpus/README.md"]},
+    install_requires=[
+        "jax>=0.7.0",
+        "flax>=0.12.0",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11.20",
+        "grain>=0.2.12",
+        "tensorflow-datasets>=4.9.9",
+        "sentencepiece>=0.2.0",
+        "ml_collections>=1.0.0",
+        "absl-py>=2.1.0",
+        "numpy>=1.26",
+        "tensorboardX>=2.6",
+        "safetensors>=0.4.3",
+        "tokenizers>=0.20",
+    ],
+    extras_require={
+        # torch is a test-only dependency: install torch==2.13.0 (CPU) next to
+        # this extra, as the README's test command does; never needed to train.
+        "test": ["pytest>=8.0", "transformers>=4.50", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29"],
+    },
+)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tokenizer trained once, and tiny configs for fast runs."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+  """An 8000-piece tokenizer trained on the embedded corpus (~2 s, once)."""
+  from lm_jax.data import packing, sources, tokenizer
+  out = tmp_path_factory.mktemp("tokenizer")
+  sentences = [s for d in sources.embedded_documents("train") for s in packing.split_sentences(d)]
+  tokenizer.train(sentences, str(out), 8000)
+  return str(out)
+
+
+def tiny_config(tokenizer_dir=None, **overrides):
+  """configs/bert_base.py:tiny, smaller still: a step takes milliseconds on CPU.
+
+  `overrides` are dotted keys, e.g. tiny_config(tok, **{"train.steps": 20}).
+  """
+  from configs import bert_base
+  c = bert_base.get_config("tiny")
+  c.model.update(hidden_size=64, intermediate_size=128, max_position_embeddings=64)
+  c.data.update(seq_len=64, max_predictions_per_seq=10, tokenizer=tokenizer_dir or "")
+  c.train.update(steps=20, batch_size=8, log_every=1, eval_every=10, eval_steps=2,
+                 checkpoint_every=10, warmup_steps=5)
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def cli_args(config_overrides):
+  """`--config.KEY=VALUE` flags that reproduce tiny_config() on the command line."""
+  return [f"--config.{k}={v}" for k, v in config_overrides.items()]
+
+
+TINY_FLAGS = {
+    "model.hidden_size": 64, "model.intermediate_size": 128,
+    "model.max_position_embeddings": 64, "data.seq_len": 64,
+    "data.max_predictions_per_seq": 10, "train.steps": 20, "train.batch_size": 8,
+    "train.log_every": 1, "train.eval_every": 10, "train.eval_steps": 2,
+    "train.checkpoint_every": 10, "train.warmup_steps": 5,
+}
+
+
+def run_main(workdir, *extra, env=None, timeout=300, **popen):
+  """Runs `python -m lm_jax.main` on the tiny config in a subprocess."""
+  cmd = [sys.executable, "-m", "lm_jax.main", "--config=" + os.path.join(REPO, "configs/bert_base.py:tiny"),
+         f"--workdir={workdir}", *cli_args(TINY_FLAGS), *extra]
+  full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+  return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+                        timeout=timeout, **popen)
