@@ -1,0 +1,196 @@
+"""The training loop end to end: loss, metrics, exact resume, preemption,
+refusals, corrupt checkpoints and lm_jax.load."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import lm_jax
+from conftest import REPO, TINY_FLAGS, cli_args, run_main, tiny_config
+from lm_jax import train
+from lm_jax.errors import UserError
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def train_losses(workdir):
+  return {m["step"]: m["loss"] for m in read_metrics(workdir) if "loss" in m}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tokenizer_dir):
+  """A tiny run of 60 steps, shared by the tests that only read it."""
+  workdir = str(tmp_path_factory.mktemp("trained"))
+  train.run(tiny_config(tokenizer_dir, **{"train.steps": 60, "train.eval_every": 30,
+                                          "train.checkpoint_every": 30}), workdir)
+  return workdir
+
+
+def test_loss_falls(trained):
+  losses = [m["loss"] for m in read_metrics(trained) if "loss" in m]
+  assert len(losses) == 60
+  assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.5, losses
+
+
+def test_metrics_jsonl_and_tensorboard(trained):
+  records = read_metrics(trained)
+  train_line = records[0]
+  for key in ("step", "loss", "mlm_accuracy", "nsp_accuracy", "learning_rate", "grad_norm",
+              "tokens_per_s"):
+    assert key in train_line
+  evals = [m for m in records if "eval_loss" in m]
+  assert [m["step"] for m in evals] == [30, 60]
+  assert "eval_mlm_accuracy" in evals[0] and evals[1]["eval_loss"] < evals[0]["eval_loss"]
+  events = os.listdir(os.path.join(trained, "tensorboard"))
+  assert any(name.startswith("events.out.tfevents") for name in events)
+  with open(os.path.join(trained, "config.json")) as f:
+    assert json.load(f)["train"]["steps"] == 60
+
+
+def test_exact_resume(tmp_path, tokenizer_dir):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  overrides = {"train.schedule_steps": 40, "train.eval_every": 20}
+  train.run(tiny_config(tokenizer_dir, **overrides, **{"train.steps": 40}), straight)
+  train.run(tiny_config(tokenizer_dir, **overrides, **{"train.steps": 20}), resumed)
+  train.run(tiny_config(tokenizer_dir, **overrides, **{"train.steps": 40}), resumed)
+  a, b = train_losses(straight), train_losses(resumed)
+  assert sorted(b) == list(range(1, 41))  # one line per step, none repeated
+  assert [a[s] for s in range(21, 41)] == [b[s] for s in range(21, 41)]  # bitwise
+  evals = lambda d: [m for m in read_metrics(d) if "eval_loss" in m]
+  assert evals(straight) == evals(resumed)
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path, tokenizer_dir):
+  no_dropout = {"model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
+                "train.steps": 3, "train.eval_every": 0}
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  train.run(tiny_config(tokenizer_dir, **no_dropout), one)
+  train.run(tiny_config(tokenizer_dir, **no_dropout, **{"train.grad_accum_steps": 2}), two)
+  a, b = train_losses(one), train_losses(two)
+  # Same global batch; each micro-batch normalises its own MLM loss, so close, not equal.
+  assert abs(a[1] - b[1]) / a[1] < 0.02 and abs(a[3] - b[3]) / a[3] < 0.02
+
+
+def _wait_for(predicate, proc, timeout=120):
+  deadline = time.time() + timeout
+  while not predicate():
+    assert proc.poll() is None, proc.communicate()
+    assert time.time() < deadline, "timed out"
+    time.sleep(0.2)
+
+
+def _popen_main(workdir, *extra):
+  cmd = [sys.executable, "-m", "lm_jax.main", f"--config={REPO}/configs/bert_base.py:tiny",
+         f"--workdir={workdir}", *cli_args(TINY_FLAGS), *extra]
+  return subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _logged_steps(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  return len(open(path).readlines()) if os.path.exists(path) else 0
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path, tokenizer_dir):
+  workdir = str(tmp_path)
+  proc = _popen_main(workdir, "--config.train.steps=100000", f"--config.data.tokenizer={tokenizer_dir}",
+                     "--config.train.checkpoint_every=100000", "--config.train.eval_every=0")
+  _wait_for(lambda: _logged_steps(workdir) >= 3, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
+  assert "Preempted: saved step" in out
+  saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+  assert len(saved) == 1 and saved[0] >= 3
+
+
+def test_sigkill_leaves_a_resumable_workdir(tmp_path, tokenizer_dir):
+  workdir = str(tmp_path)
+  args = ("--config.train.steps=30", f"--config.data.tokenizer={tokenizer_dir}",
+          "--config.train.eval_every=0")
+  proc = _popen_main(workdir, *args)
+  _wait_for(lambda: _logged_steps(workdir) >= 13, proc)  # past the step-10 save
+  proc.kill()
+  proc.communicate()
+  result = run_main(workdir, *args)
+  assert result.returncode == 0, result.stderr
+  assert "Resumed from step" in result.stdout
+  assert sorted(train_losses(workdir)) == list(range(1, 31))
+
+
+def test_refuses_a_workdir_of_another_model(trained):
+  result = run_main(trained, "--config.model.hidden_size=32")
+  assert result.returncode == 2
+  assert "holds a run of a different model (model.hidden_size was 64, now 32)" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert os.path.isdir(os.path.join(trained, "checkpoints", "60"))  # nothing lost
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config.train.stepz=3"], "Unknown config key 'train.stepz'"),
+    (["--config.train.steps=abc"], "--config.train.steps=abc"),
+    (["--config.train.steps=-5"], "train.steps=-5 must be positive"),
+    (["--config.data.seq_len=100"], "data.seq_len=100 is above model.max_position_embeddings=64"),
+    (["--config.data.files=/nonexistent/*.txt"], "No files match data.files"),
+    (["--config.model.vocab_size=500"], "The tokenizer has 8000 pieces but model.vocab_size=500"),
+    (["--config.mesh.data=2"], "does not match the 1 devices"),
+])
+def test_bad_input_is_one_sentence(tmp_path, tokenizer_dir, flags, message):
+  result = run_main(str(tmp_path / "run"), f"--config.data.tokenizer={tokenizer_dir}", *flags)
+  assert result.returncode == 2, result.stderr
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+  error_lines = [l for l in result.stderr.splitlines() if l.startswith(("error:", "FATAL"))]
+  assert len(error_lines) == 1
+
+
+def test_batch_must_divide_the_data_parallel_devices(tmp_path, tokenizer_dir):
+  result = run_main(str(tmp_path), f"--config.data.tokenizer={tokenizer_dir}",
+                    "--config.train.batch_size=12",
+                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert result.returncode == 2
+  assert "is not divisible by the 8 data-parallel devices" in result.stderr
+
+
+def test_corrupt_latest_checkpoint_names_the_previous_good_step(tmp_path, tokenizer_dir):
+  workdir = str(tmp_path)
+  train.run(tiny_config(tokenizer_dir, **{"train.eval_every": 0}), workdir)
+  params_dir = os.path.join(workdir, "checkpoints", "20", "params")
+  for root, _, files in os.walk(params_dir):
+    for name in files:
+      if "manifest" in name or name.endswith(".ocdbt") or "d" == os.path.basename(root):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
+  with pytest.raises(UserError, match=r"checkpoint at step 20 cannot be read .*resume from "
+                                      r"step 10, the previous checkpoint"):
+    train.run(tiny_config(tokenizer_dir, **{"train.eval_every": 0, "train.steps": 30}), workdir)
+
+
+def test_load_gives_logits_hidden_states_and_fill_mask(trained):
+  model = lm_jax.load(trained)
+  assert model.step == 60
+  texts = ["Emma was handsome, clever, and rich.", "She [MASK] the youngest."]
+  logits = model.mlm_logits(texts)
+  hidden = model.hidden_states(texts)
+  ids, _, mask = model.encode(texts)
+  assert logits.shape == (*ids.shape, 8000) and hidden.shape == (*ids.shape, 64)
+  # Padding does not change a text's outputs.
+  alone = model.mlm_logits(texts[1:])
+  n = int(mask[1].sum())
+  np.testing.assert_allclose(alone[0, :n], logits[1, :n], atol=1e-4)
+  (top,) = model.fill_mask(texts[1], top_k=3)
+  assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+  older = lm_jax.load(trained, step=30)
+  assert older.step == 30 and not np.allclose(older.mlm_logits(texts), logits)
+  with pytest.raises(UserError, match="no checkpoint at step 7"):
+    lm_jax.load(trained, step=7)
+  with pytest.raises(UserError, match="is not an lm_jax run"):
+    lm_jax.load(os.path.join(trained, "tokenizer"))
