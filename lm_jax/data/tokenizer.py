@@ -1,16 +1,20 @@
 """Tokenizers: a sentencepiece model with BERT's special tokens.
 
 A run without `data.tokenizer` trains one into `WORKDIR/tokenizer/spm.model`.
+`load` also opens HuggingFace tokenizer files (data/hf_tokenizer.py), the
+second backend, with the same interface.
 The special tokens are ordinary pieces with fixed ids ([PAD]=0, [UNK]=1,
 [CLS]=2, [SEP]=3, [MASK]=4), and "[MASK]" typed in a text becomes the mask
 token, so fill-in-the-blank prompts need no special API.
 """
 import os
+import shutil
 import tempfile
 
 import numpy as np
 import sentencepiece as spm
 
+from lm_jax.data import hf_tokenizer
 from lm_jax.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -61,6 +65,35 @@ class Tokenizer:
     """Boolean [vocab]: True where a piece begins a word (whole-word masking)."""
     return np.array([self.sp.id_to_piece(i).startswith(WORD_START) or i in self.special_ids
                      for i in range(self.vocab_size)])
+
+  def files(self):
+    """{file name: path} of the files that make up this tokenizer."""
+    return {MODEL_FILE: self.path}
+
+
+def exists(path):
+  """Whether directory `path` holds a tokenizer of either backend."""
+  return os.path.exists(os.path.join(path, MODEL_FILE)) or hf_tokenizer.has_files(path)
+
+
+def load(path):
+  """The tokenizer at `path`: a sentencepiece model (spm.model, or the file
+  itself), else HF files (tokenizer.json or a WordPiece vocab.txt)."""
+  if os.path.isdir(path) and not os.path.exists(os.path.join(path, MODEL_FILE)):
+    if hf_tokenizer.has_files(path):
+      return hf_tokenizer.HFTokenizer(path)
+    raise UserError(f"No tokenizer in {path} ({MODEL_FILE}, {hf_tokenizer.TOKENIZER_FILE} or "
+                    f"{hf_tokenizer.VOCAB_FILE}); point data.tokenizer at one or leave it empty "
+                    "to train one.")
+  return Tokenizer(path)
+
+
+def copy(source, out_dir):
+  """Copies the tokenizer at `source` (checked by loading it) into `out_dir`."""
+  files = load(source).files()
+  os.makedirs(out_dir, exist_ok=True)
+  for name, path in files.items():
+    shutil.copyfile(path, os.path.join(out_dir, name))
 
 
 def train(texts, out_dir, vocab_size, *, max_sentences=2_000_000):
