@@ -1,0 +1,84 @@
+"""HuggingFace import and export, for every model family.
+
+interop/hf.py is the machinery; each family adds one module with its name
+table and config mapping (bert.py) and one line in FAMILIES. Nothing here
+needs torch: PyTorch-format files are written and read directly.
+"""
+import json
+import os
+
+import ml_collections
+import ml_dtypes
+import numpy as np
+
+from lm_jax.data import hf_tokenizer
+from lm_jax.errors import UserError
+from lm_jax.interop import bert, hf
+
+FAMILIES = {module.FAMILY: module for module in (bert,)}
+_BY_MODEL_TYPE = {module.MODEL_TYPE: module for module in FAMILIES.values()}
+DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
+
+
+def is_hf_dir(path):
+  """Whether `path` is an HF model directory (its config.json names a model_type)."""
+  try:
+    with open(os.path.join(path, "config.json")) as f:
+      return "model_type" in json.load(f)
+  except (OSError, ValueError):
+    return False
+
+
+def _family(hf_config, path):
+  module = _BY_MODEL_TYPE.get(hf_config.get("model_type"))
+  if module is None:
+    names = hf_config.get("architectures") or [hf_config.get("model_type")]
+    raise UserError(f"{path} holds a {names[0]} model, which lm_jax cannot import; supported "
+                    f"model types: {', '.join(sorted(_BY_MODEL_TYPE))}.")
+  return module
+
+
+def model_config(hf_dir, base=None):
+  """Our `model` section for the HF model in `hf_dir`.
+
+  The architecture comes from its config.json; every other key (dtype,
+  dropout, scan_layers, ...) from `base`, the run's model section, where
+  that has it, else from the family's defaults.
+  """
+  hf_config = hf.read_config(hf_dir)
+  family = _family(hf_config, hf_dir)
+  model = family.model_section()
+  if base is not None:
+    model.update({k: v for k, v in base.items() if k in model and k != "family"})
+  model.update(family.model_config(hf_config, hf_dir))
+  return model
+
+
+def with_hf_model(config):
+  """A copy of `config` whose model is the one in `config.init.from_hf`."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model = model_config(config.init.from_hf, config.model)
+  return config
+
+
+def load_params(hf_dir, model_cfg, init_params):
+  """`init_params` (fresh, sharded) with the weights of the HF model in `hf_dir`."""
+  family = FAMILIES[model_cfg.family]
+  params, notes = hf.import_params(hf_dir, family.TABLE, init_params,
+                                   model_cfg.num_hidden_layers, model_cfg.scan_layers)
+  for note in notes:
+    print(note, flush=True)
+  return params
+
+
+def save_pretrained(out_dir, model_cfg, params, tokenizer, dtype="float32"):
+  """Writes an HF directory: model.safetensors, config.json, tokenizer files."""
+  if dtype not in DTYPES:
+    raise UserError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
+  family = FAMILIES[model_cfg.family]
+  os.makedirs(out_dir, exist_ok=True)
+  hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), family.TABLE, params,
+                   model_cfg.num_hidden_layers, model_cfg.scan_layers, DTYPES[dtype])
+  with open(os.path.join(out_dir, "config.json"), "w") as f:
+    json.dump(family.hf_config(model_cfg, tokenizer, dtype), f, indent=2, sort_keys=True)
+  hf_tokenizer.save(tokenizer, out_dir, model_cfg.max_position_embeddings)

@@ -1,0 +1,185 @@
+"""HuggingFace interop: lm_jax -> transformers and back give the same logits.
+
+CPU, float32. Every HF model is built from a config here (no hub access).
+Random parameters are perturbed away from their initial values, so a
+LayerNorm or bias exported to the wrong place cannot go unnoticed.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from safetensors import safe_open
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from conftest import REPO, run_main, tiny_config
+import lm_jax
+from lm_jax import checkpoint, export, interop, parallel, train
+from lm_jax.data import hf_tokenizer, packing, sources, tokenizer as tokenizer_lib
+from lm_jax.errors import UserError
+
+TOLERANCE = 1e-4
+ODD_TEXTS = [
+    "She was the [MASK] of the two daughters.", "[MASK] is here", "a  [MASK]  b",
+    "word[MASK]x", "x [MASK][MASK] y", "[MASK]", "Café naïve résumé, über-façade",
+    "ÀÉÎÕÜ ß æ œ", "  leading and trailing  ", "double  spaces   here", "tab\there\nnewline",
+    "12,345.67 and 1999! #42", '"Quoted" -- dash; (paren)? [bracket] {brace}', "ﬁ ligature ①",
+    "\u3042\u3044 😀", "", " ",
+]
+PAIRS = (["She was the [MASK] of the two daughters.", "Mr. Darcy bowed."],
+         ["Emma laughed, and said nothing.", "Elizabeth [MASK] at him; he was gone."])
+
+
+def austen_sentences(n, split="eval"):
+  return [s for d in sources.embedded_documents(split) for s in packing.split_sentences(d)][:n]
+
+
+def perturbed(tree, seed, scale=0.05):
+  """`tree` plus Gaussian noise: no parameter keeps its initial 0 or 1."""
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(treedef, [x + scale * jax.random.normal(k, x.shape, x.dtype)
+                                      for x, k in zip(leaves, keys)])
+
+
+def hf_batch(model_dir):
+  """A padded pair batch with token types, from the directory's AutoTokenizer."""
+  tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+  return tok(*PAIRS, padding=True, return_tensors="np")
+
+
+def hf_outputs(model_dir, batch):
+  model, info = transformers.AutoModelForPreTraining.from_pretrained(
+      model_dir, output_loading_info=True)
+  assert not any(info.values()), info
+  with torch.no_grad():
+    out = model.eval()(**{k: torch.from_numpy(v) for k, v in batch.items()})
+  return out.prediction_logits.numpy(), out.seq_relationship_logits.numpy()
+
+
+def assert_logits_close(hf_mlm, hf_nsp, ours, batch):
+  real = batch["attention_mask"][..., None].astype(bool)  # logits at padding are not compared
+  mlm_diff = np.abs(np.where(real, hf_mlm - ours["mlm_logits"], 0)).max()
+  nsp_diff = np.abs(hf_nsp - ours["nsp_logits"]).max()
+  assert mlm_diff < TOLERANCE and nsp_diff < TOLERANCE, (mlm_diff, nsp_diff)
+
+
+def safetensors_dict(path):
+  with safe_open(os.path.join(path, "model.safetensors"), framework="numpy") as f:
+    return {k: f.get_tensor(k) for k in f.keys()}
+
+
+# ---------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def wordpiece_dir(tmp_path_factory):
+  """A bert-base-uncased style tokenizer: vocab.txt + tokenizer_config.json only.
+
+  Its special ids differ from lm_jax's ([UNK]=2 ... [MASK]=5) on purpose.
+  """
+  tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+  tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tok.train_from_iterator(austen_sentences(4000, "train"), trainers.WordPieceTrainer(
+      vocab_size=1000, special_tokens=["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+  out = tmp_path_factory.mktemp("wordpiece")
+  vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+  (out / "vocab.txt").write_text("".join(piece + "\n" for piece, _ in vocab), encoding="utf-8")
+  (out / "tokenizer_config.json").write_text(json.dumps(
+      dict(tokenizer_class="BertTokenizer", do_lower_case=True)))
+  return str(out)
+
+
+def test_exported_tokenizer_gives_lm_jax_ids(tokenizer_dir, tmp_path):
+  ours = tokenizer_lib.load(tokenizer_dir)
+  hf_tokenizer.save(ours, str(tmp_path), model_max_length=64)
+  theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  reloaded = tokenizer_lib.load(str(tmp_path))  # lm_jax's HF backend on the same files
+  texts = austen_sentences(1500) + ODD_TEXTS
+  expected = ours.encode(texts)
+  assert [theirs(t, add_special_tokens=False)["input_ids"] for t in texts] == expected
+  assert reloaded.encode(texts) == expected
+  assert theirs(texts[0])["input_ids"] == [ours.cls_id, *expected[0], ours.sep_id]
+  pair = theirs(texts[0], texts[1])
+  a, b = expected[:2]
+  assert pair["input_ids"] == [ours.cls_id, *a, ours.sep_id, *b, ours.sep_id]
+  assert pair["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+  assert (theirs.mask_token_id, theirs.pad_token_id) == (ours.mask_id, ours.pad_id)
+  assert (reloaded.special_ids, reloaded.vocab_size) == (ours.special_ids, ours.vocab_size)
+  np.testing.assert_array_equal(reloaded.word_starts(), ours.word_starts())
+
+
+def test_wordpiece_vocab_backend_matches_transformers(wordpiece_dir):
+  ours = tokenizer_lib.load(wordpiece_dir)
+  theirs = transformers.AutoTokenizer.from_pretrained(wordpiece_dir)
+  texts = austen_sentences(500) + ODD_TEXTS
+  assert ours.encode(texts) == [theirs(t, add_special_tokens=False)["input_ids"] for t in texts]
+  assert (ours.pad_id, ours.unk_id, ours.cls_id, ours.sep_id, ours.mask_id) == (0, 2, 3, 4, 5)
+  starts = ours.word_starts()
+  assert all(starts[i] == (not ours.id_to_token(i).startswith("##")) for i in range(ours.vocab_size))
+
+
+# ---------------------------------------------------------------------------
+# Export: lm_jax -> transformers
+# ---------------------------------------------------------------------------
+
+def make_workdir(workdir, config, params):
+  """A run directory holding `params` as the checkpoint of step 1."""
+  train.prepare_workdir(config, workdir)
+  tokenizer_lib.copy(config.data.tokenizer, os.path.join(workdir, "tokenizer"))
+  mesh = parallel.make_mesh(config.mesh)
+  ms = train.ModelState(config, mesh, parallel.rules(config.mesh), train.make_optimizer(config.train, 1))
+  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt.save(1, params, ms.tx.init(params))
+  ckpt.close()
+
+
+def random_model(config, seed):
+  """(ModelState, perturbed random params) for `config`."""
+  mesh, rule_table = parallel.make_mesh(config.mesh), parallel.rules(config.mesh)
+  ms = train.ModelState(config, mesh, rule_table, train.make_optimizer(config.train, 1))
+  return ms, perturbed(ms.init(seed)[0], seed)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])
+def test_export_matches_transformers(tokenizer_dir, tmp_path, scan_layers):
+  config = tiny_config(tokenizer_dir, **{"model.scan_layers": scan_layers})
+  ms, params = random_model(config, seed=1)
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "hf")
+  make_workdir(workdir, config, params)
+  assert export.export(workdir, out) == 1
+
+  batch = hf_batch(out)
+  ours = jax.tree.map(np.asarray, ms.model(params)(
+      batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]))
+  assert_logits_close(*hf_outputs(out, batch), ours, batch)
+  _, info = transformers.AutoModelForMaskedLM.from_pretrained(out, output_loading_info=True)
+  # BertForMaskedLM has no pooler and NSP head; transformers lists those as unexpected.
+  assert not info["missing_keys"] and not info["mismatched_keys"]
+  assert all(k.startswith(("bert.pooler.", "cls.seq_relationship.")) for k in info["unexpected_keys"])
+  with open(os.path.join(out, "config.json")) as f:
+    assert json.load(f)["architectures"] == ["BertForPreTraining"]
+
+
+def test_bfloat16_export(tokenizer_dir, tmp_path):
+  config = tiny_config(tokenizer_dir)
+  _, params = random_model(config, seed=2)
+  tok = tokenizer_lib.load(tokenizer_dir)
+  interop.save_pretrained(str(tmp_path / "f32"), config.model, params, tok, "float32")
+  interop.save_pretrained(str(tmp_path / "bf16"), config.model, params, tok, "bfloat16")
+  f32, bf16 = safetensors_dict(str(tmp_path / "f32")), safetensors_dict(str(tmp_path / "bf16"))
+  with safe_open(str(tmp_path / "bf16" / "model.safetensors"), framework="pt") as f:
+    assert f.get_tensor("cls.predictions.bias").dtype == torch.bfloat16
+  for name, x in f32.items():
+    np.testing.assert_array_equal(bf16[name], x.astype(bf16[name].dtype), err_msg=name)
