@@ -1,5 +1,8 @@
 """`lm_jax.load(DIR)`: a trained model and its tokenizer, for inference.
 
+DIR is a training workdir or a HuggingFace model directory (lm_jax.export's
+output, or a BERT saved by transformers' save_pretrained).
+
     model = lm_jax.load("runs/tiny")
     logits = model.mlm_logits(["She was the [MASK] of the two daughters."])
     model.fill_mask("She was the [MASK] of the two daughters.")
@@ -11,8 +14,9 @@ import os
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 
-from lm_jax import checkpoint, parallel
+from lm_jax import checkpoint, config as config_lib, interop, models, parallel
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -83,7 +87,11 @@ class Pretrained:
 
   def __call__(self, inputs):
     """All outputs of the model (numpy), for a batch of texts or id lists."""
-    out = self._forward(self.params, *self.encode(inputs))
+    return self.forward(*self.encode(inputs))
+
+  def forward(self, input_ids, token_type_ids, attention_mask):
+    """All outputs of the model (numpy), for an encoded batch [batch, length]."""
+    out = self._forward(self.params, input_ids, token_type_ids, attention_mask)
     return jax.tree.map(np.asarray, out)
 
   def mlm_logits(self, inputs):
@@ -108,7 +116,23 @@ class Pretrained:
 
 
 def load(path, step=None):
-  """Loads an lm_jax run directory (latest checkpoint unless `step` is given)."""
+  """Loads an lm_jax run directory (latest checkpoint unless `step` is given)
+  or an HF model directory."""
+  if interop.is_hf_dir(path):
+    return load_hf(path)
   config, ms, params, step = restore_params(path, step)
-  tok = tokenizer_lib.Tokenizer(os.path.join(path, "tokenizer"))
+  tok = tokenizer_lib.load(os.path.join(path, "tokenizer"))
   return Pretrained(config, ms, params, tok, step)
+
+
+def load_hf(path):
+  """An HF model directory: weights, config.json and tokenizer files."""
+  from lm_jax import train  # pylint: disable=g-import-not-at-top
+  config = config_lib.base_config()
+  config.model = interop.model_config(path)
+  tok = tokenizer_lib.load(path)
+  mesh, rule_table = single_device_mesh(config)
+  ms = train.ModelState(config, mesh, rule_table)
+  init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(models.build(config.model, rngs=nnx.Rngs(0)))),
+                 out_shardings=ms.param_shardings)
+  return Pretrained(config, ms, interop.load_params(path, config.model, init()), tok)

@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, metrics as metrics_lib, models, parallel
+from lm_jax import checkpoint, config as config_lib, interop, metrics as metrics_lib, models, parallel
 from lm_jax.data import pipeline, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 from lm_jax.models import layers
@@ -180,23 +180,23 @@ def prepare_workdir(config, workdir):
 
 
 def load_or_train_tokenizer(config, workdir, train_docs):
-  """The workdir's tokenizer; on first start, data.tokenizer's or a new one."""
+  """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
+  of init.from_hf's), or a new one."""
   own = os.path.join(workdir, "tokenizer")
-  if not os.path.exists(os.path.join(own, tokenizer_lib.MODEL_FILE)):
+  if not tokenizer_lib.exists(own):
     if jax.process_index() == 0:
-      if config.data.tokenizer:
-        src = tokenizer_lib.Tokenizer(config.data.tokenizer)
-        os.makedirs(own, exist_ok=True)
-        with open(src.path, "rb") as f, open(os.path.join(own, tokenizer_lib.MODEL_FILE), "wb") as g:
-          g.write(f.read())
+      source = config.data.tokenizer or config.init.from_hf
+      if source:
+        tokenizer_lib.copy(source, own)
       else:
         print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
         sentences = (s for d in train_docs for s in pipeline.packing.split_sentences(d))
         tokenizer_lib.train(sentences, own, config.model.vocab_size)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("tokenizer")
-  tok = tokenizer_lib.Tokenizer(own)
-  if tok.vocab_size != config.model.vocab_size:
+  tok = tokenizer_lib.load(own)
+  padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
+  if tok.vocab_size != config.model.vocab_size and not padded:
     raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
                     f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
   return tok
@@ -227,6 +227,8 @@ class _Preemption:
 
 def run(config, workdir):
   """Pre-trains the model the config names, in (or resuming in) `workdir`."""
+  if config.init.from_hf:
+    config = interop.with_hf_model(config)  # the architecture comes from its config.json
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh(config.mesh)
@@ -263,6 +265,8 @@ def run(config, workdir):
     if start is None:
       start = 0
       params, opt_state = ms.init(config.seed)
+      if config.init.from_hf:  # Adam's fresh state does not depend on the values
+        params = interop.load_params(config.init.from_hf, config.model, params)
     else:
       params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
       print(f"Resumed from step {start} in {ckpt.dir}", flush=True)
