@@ -183,3 +183,159 @@ def test_bfloat16_export(tokenizer_dir, tmp_path):
     assert f.get_tensor("cls.predictions.bias").dtype == torch.bfloat16
   for name, x in f32.items():
     np.testing.assert_array_equal(bf16[name], x.astype(bf16[name].dtype), err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# Import: transformers -> lm_jax
+# ---------------------------------------------------------------------------
+
+def save_hf_bert(out, wordpiece_dir, *, model_class="BertForPreTraining", file="safetensors"):
+  """A random tiny transformers BERT with the WordPiece tokenizer, saved in `out`."""
+  torch.manual_seed(0)
+  config = transformers.BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=4, intermediate_size=48,
+                                   max_position_embeddings=64)
+  model = getattr(transformers, model_class)(config).eval()
+  with torch.no_grad():
+    for p in model.parameters():
+      p.add_(0.05 * torch.randn_like(p))
+  if file == "safetensors":
+    model.save_pretrained(out)
+  else:  # torch's zip format, with the tied decoder copies older checkpoints carry
+    config.save_pretrained(out)
+    torch.save(model.state_dict(), os.path.join(out, "pytorch_model.bin"))
+  for name in os.listdir(wordpiece_dir):
+    shutil.copy(os.path.join(wordpiece_dir, name), out)
+  return model
+
+
+@pytest.mark.parametrize("file", ["safetensors", "pytorch_bin"])
+def test_import_matches_transformers_and_round_trips(wordpiece_dir, tmp_path, file):
+  hf_dir, back = str(tmp_path / "hf"), str(tmp_path / "back")
+  model = save_hf_bert(hf_dir, wordpiece_dir, file=file)
+  batch = hf_batch(hf_dir)
+  with torch.no_grad():
+    theirs = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+  ours = lm_jax.load(hf_dir)
+  assert ours.config.model.hidden_size == 32 and ours.tokenizer.mask_id == 5
+  assert_logits_close(theirs.prediction_logits.numpy(), theirs.seq_relationship_logits.numpy(),
+                      ours.forward(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]),
+                      batch)
+
+  interop.save_pretrained(back, ours.config.model, ours.params, ours.tokenizer)
+  exported = safetensors_dict(back)
+  state = {k: v.numpy() for k, v in model.state_dict().items()}
+  if file == "safetensors":
+    assert set(exported) == set(safetensors_dict(hf_dir))
+  for name, x in exported.items():
+    np.testing.assert_array_equal(x, state[name], err_msg=name)
+  assert tokenizer_lib.load(back).encode(ODD_TEXTS) == ours.tokenizer.encode(ODD_TEXTS)
+
+
+def test_import_checks_architecture_and_shapes(wordpiece_dir, tmp_path):
+  hf_dir = str(tmp_path / "hf")
+  save_hf_bert(hf_dir, wordpiece_dir)
+  config_path = os.path.join(hf_dir, "config.json")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  for change, message in [(dict(intermediate_size=40), "has shape [48, 32] but its config.json implies [40, 32]"),
+                          (dict(hidden_act="relu"), "implements only hidden_act='gelu'"),
+                          (dict(model_type="gpt2"), "lm_jax cannot import")]:
+    with open(config_path, "w") as f:
+      json.dump({**hf_config, **change}, f)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+      lm_jax.load(hf_dir)
+
+
+# ---------------------------------------------------------------------------
+# The command lines
+# ---------------------------------------------------------------------------
+
+def run_export(*args):
+  return subprocess.run([sys.executable, "-m", "lm_jax.export", *args], cwd=REPO,
+                        env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_trained_scanned_sharded_run_predicts_the_same_in_transformers(tokenizer_dir, tmp_path):
+  """Trained with stacked layers on a 2x2 fsdp x tensor mesh, exported on one device."""
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "hf")
+  trained = run_main(workdir, f"--config.data.tokenizer={tokenizer_dir}",
+                     "--config.model.scan_layers=True", "--config.mesh.fsdp=2",
+                     "--config.mesh.tensor=2", "--config.train.steps=40",
+                     "--config.train.eval_every=0", "--config.train.checkpoint_every=40",
+                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  exported = run_export(f"--workdir={workdir}", f"--out={out}")
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert f"Exported step 40 of {workdir}" in exported.stdout
+
+  ours = lm_jax.load(workdir)
+  tok = transformers.AutoTokenizer.from_pretrained(out)
+  model, info = transformers.AutoModelForMaskedLM.from_pretrained(out, output_loading_info=True)
+  assert not info["missing_keys"]
+  texts = ["She was the [MASK] of the two daughters.",
+           "It is a truth universally [MASK], that a single man in possession of a good fortune "
+           "must be in want of a [MASK].",
+           "Mr. [MASK] bowed, and Elizabeth [MASK] him a very [MASK] answer."]
+  for text in texts:
+    batch = tok(text, return_tensors="pt")
+    ids = batch["input_ids"][0].numpy()
+    np.testing.assert_array_equal(ids, ours.encode([text])[0][0])
+    with torch.no_grad():
+      logits = model.eval()(**batch).logits[0].numpy()
+    assert np.abs(logits - ours.mlm_logits([text])[0]).max() < TOLERANCE
+    theirs = [tok.convert_ids_to_tokens(np.argsort(-logits[p])[:5].tolist())
+              for p in np.flatnonzero(ids == tok.mask_token_id)]
+    assert theirs == [[token for token, _ in top] for top in ours.fill_mask(text)]
+  reloaded = lm_jax.load(out)  # the HF directory, read back by lm_jax
+  assert np.abs(reloaded.mlm_logits(texts) - ours.mlm_logits(texts)).max() < TOLERANCE
+
+
+def test_continued_pretraining_from_hf_checkpoint(wordpiece_dir, tmp_path):
+  """A BertForMaskedLM (no pooler, no NSP head) with a bare vocab.txt tokenizer."""
+  hf_dir, workdir, out = str(tmp_path / "hf"), str(tmp_path / "run"), str(tmp_path / "back")
+  model = save_hf_bert(hf_dir, wordpiece_dir, model_class="BertForMaskedLM")
+  result = run_main(workdir, f"--config.init.from_hf={hf_dir}", "--config.train.steps=2",
+                    "--config.train.learning_rate=1e-9", "--config.train.eval_every=0",
+                    "--config.train.checkpoint_every=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "bert.pooler.* tensors; they keep their fresh initialisation" in result.stdout
+  assert sorted(os.listdir(os.path.join(workdir, "tokenizer"))) == ["tokenizer_config.json", "vocab.txt"]
+  with open(os.path.join(workdir, "config.json")) as f:
+    model_cfg = json.load(f)["model"]
+  assert (model_cfg["hidden_size"], model_cfg["intermediate_size"], model_cfg["vocab_size"]) == (32, 48, 1000)
+
+  export.export(workdir, out)
+  state = {k: v.numpy() for k, v in model.state_dict().items()}
+  exported = safetensors_dict(out)
+  assert set(state) - set(exported) == {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+  for name, x in state.items():  # two steps at learning rate ~1e-9 leave the weights in place
+    if name in exported:
+      np.testing.assert_allclose(exported[name], x, atol=1e-6, err_msg=name)
+
+
+def test_bad_inputs_are_one_sentence_and_exit_2(wordpiece_dir, tmp_path):
+  unsupported = tmp_path / "gpt2"
+  unsupported.mkdir()
+  (unsupported / "config.json").write_text(json.dumps(
+      dict(model_type="gpt2", architectures=["GPT2LMHeadModel"])))
+  mismatched = str(tmp_path / "mismatched")
+  save_hf_bert(mismatched, wordpiece_dir)
+  with open(os.path.join(mismatched, "config.json")) as f:
+    hf_config = json.load(f)
+  with open(os.path.join(mismatched, "config.json"), "w") as f:
+    json.dump(dict(hf_config, num_attention_heads=2, hidden_size=16), f)
+  cases = [
+      (run_export(f"--workdir={tmp_path / 'missing'}", f"--out={tmp_path / 'out'}"),
+       "is not an lm_jax run (no config.json)"),
+      (run_main(str(tmp_path / "a"), f"--config.init.from_hf={unsupported}"),
+       "holds a GPT2LMHeadModel model, which lm_jax cannot import"),
+      (run_main(str(tmp_path / "b"), f"--config.init.from_hf={mismatched}"),
+       "bert.embeddings.word_embeddings.weight in"),
+  ]
+  for result, message in cases:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
