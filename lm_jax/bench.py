@@ -129,7 +129,7 @@ def bench_pipeline(config, workdir):
   docs = sources.documents(config.data, "train")
   start = time.perf_counter()
   tok = train.load_or_train_tokenizer(config, workdir, docs)
-  data = pipeline.PretrainingData(docs, tok, config.data, config.seed)
+  data = pipeline.make_examples(config.model.family, docs, tok, config.data, config.seed)
   prepare_s = time.perf_counter() - start
   batches = data.batches(config.train.batch_size, 0, _WARMUP.value + _STEPS.value,
                          threads=config.data.worker_threads)
