@@ -2,15 +2,41 @@ r"""Pre-train a model: flags only; the work is in train.run.
 
   python -m lm_jax.main --config=configs/bert_base.py:tiny --workdir=runs/tiny \
       [--config.train.steps=100 ...]
+
+On a TPU VM pod or under SLURM the same command runs on every host and the
+processes find each other (JAX's cluster detection). Elsewhere, name them:
+
+  python -m lm_jax.main ... --coordinator_address=HOST:PORT --num_processes=2 --process_id=0
+
+(or the JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID variables);
+launch/ has scripts for all three.
 """
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, train
+from lm_jax import cli, parallel, train
+
+
+def _env_int(name):
+  value = os.environ.get(name)
+  return int(value) if value and value.lstrip("-").isdigit() else None
+
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, tokenizer).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "HOST:PORT of process 0, for a multi-process run outside TPU pods and SLURM.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", _env_int("JAX_NUM_PROCESSES"),
+                                      "Number of processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", _env_int("JAX_PROCESS_ID"),
+                                   "This process's index in [0, num_processes).")
+_INIT_TIMEOUT = flags.DEFINE_float(
+    "initialization_timeout", 300.0,
+    "Seconds to wait for all processes to join before exiting with who is missing.")
 
 
 def main(argv):
@@ -20,6 +46,8 @@ def main(argv):
     cli.fail("--workdir is required: the directory the run writes to (or resumes from).")
   logging.set_verbosity(logging.WARNING)  # keep Orbax/JAX chatter out of the progress
   with cli.user_errors():
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                    _INIT_TIMEOUT.value)
     train.run(_CONFIG.value, _WORKDIR.value)
 
 

@@ -233,6 +233,7 @@ def run(config, workdir):
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh(config.mesh)
   rule_table = parallel.rules(config.mesh)
+  parallel.check_batch_split(mesh, rule_table)
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   micro = config.train.batch_size // config.train.grad_accum_steps
   if micro % dp:
@@ -241,8 +242,7 @@ def run(config, workdir):
   prepare_workdir(config, workdir)
   if jax.process_index() == 0:
     print(config_lib.to_json(config), flush=True)
-    print(f"mesh {dict(mesh.shape)} over {jax.device_count()} devices "
-          f"({jax.process_count()} processes)", flush=True)
+  print(parallel.layout(mesh), flush=True)  # every process: who is who
 
   # ---- Tokenizer and data ------------------------------------------------
   train_docs = sources.documents(config.data, "train")
