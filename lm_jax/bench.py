@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, config as config_lib, parallel, train
+from lm_jax import cli, config as config_lib, families, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
@@ -125,11 +125,11 @@ def bench_peer(config, peak_tflops):
 
 def bench_pipeline(config, workdir):
   """Batches/s of the real input pipeline, in tokens/s like the step."""
-  from lm_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  from lm_jax.data import sources  # pylint: disable=g-import-not-at-top
   docs = sources.documents(config.data, "train")
   start = time.perf_counter()
   tok = train.load_or_train_tokenizer(config, workdir, docs)
-  data = pipeline.make_examples(config.model.family, docs, tok, config.data, config.seed)
+  data = families.make_examples(config.model, docs, tok, config.data, config.seed)
   prepare_s = time.perf_counter() - start
   batches = data.batches(config.train.batch_size, 0, _WARMUP.value + _STEPS.value,
                          threads=config.data.worker_threads)

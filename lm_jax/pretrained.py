@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from lm_jax import checkpoint, config as config_lib, interop, models, parallel
+from lm_jax import checkpoint, config as config_lib, families, interop, parallel
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -133,6 +133,6 @@ def load_hf(path):
   tok = tokenizer_lib.load(path)
   mesh, rule_table = single_device_mesh(config)
   ms = train.ModelState(config, mesh, rule_table)
-  init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(models.build(config.model, rngs=nnx.Rngs(0)))),
+  init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(families.build_model(config.model, rngs=nnx.Rngs(0)))),
                  out_shardings=ms.param_shardings)
   return Pretrained(config, ms, interop.load_params(path, config.model, init()), tok)

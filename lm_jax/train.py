@@ -16,11 +16,9 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, interop, metrics as metrics_lib, models, parallel
-from lm_jax.data import pipeline, sources, tokenizer as tokenizer_lib
+from lm_jax import checkpoint, config as config_lib, families, interop, metrics as metrics_lib, parallel
+from lm_jax.data import packing, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
-from lm_jax.models import layers
-from lm_jax.objectives import losses
 
 # Model keys that may change between invocations on one workdir: they change
 # how the model runs, not what its parameters are.
@@ -65,7 +63,7 @@ class ModelState:
 
   def __init__(self, config, mesh, rule_table, tx=None):
     self.config = config
-    abstract_model = nnx.eval_shape(lambda: models.build(config.model, rngs=nnx.Rngs(0)))
+    abstract_model = nnx.eval_shape(lambda: families.build_model(config.model, rngs=nnx.Rngs(0)))
     self.graphdef, abstract_state = nnx.split(abstract_model)
     self.axes = parallel.logical_axes(abstract_state)
     self.param_shardings = parallel.shardings(self.axes, mesh, rule_table)
@@ -85,7 +83,7 @@ class ModelState:
   def init(self, seed):
     """Fresh params and optimizer state, created sharded (never whole on one device)."""
     def init_fn():
-      model = models.build(self.config.model, rngs=nnx.Rngs(params=seed))
+      model = families.build_model(self.config.model, rngs=nnx.Rngs(params=seed))
       params = nnx.to_pure_dict(nnx.state(model))
       return params, self.tx.init(params)
     return jax.jit(init_fn, out_shardings=(self.param_shardings, self.opt_shardings))()
@@ -96,7 +94,7 @@ class ModelState:
 # ---------------------------------------------------------------------------
 
 def make_train_step(ms, config, mesh, rule_table):
-  loss_fn = losses.LOSSES[config.model.family]
+  loss_fn = families.get(config.model.family).loss
   accum = config.train.grad_accum_steps
   base_key = jax.random.key(config.seed)
   batch_sh = parallel.batch_sharding(mesh, rule_table)
@@ -129,7 +127,7 @@ def make_train_step(ms, config, mesh, rule_table):
       loss, m, grads = jax.tree.map(lambda x: x / accum, (loss, m, grads))
     updates, opt_state = ms.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    m = dict(m, loss=loss, grad_norm=optax.global_norm(grads),
+    m = dict(m, loss=loss, grad_norm=optax.tree.norm(grads),
              learning_rate=learning_rate_schedule(config.train, config_lib.schedule_steps(config))(step))
     return params, opt_state, m
 
@@ -140,7 +138,7 @@ def make_train_step(ms, config, mesh, rule_table):
 
 
 def make_eval_step(ms, config, mesh, rule_table):
-  loss_fn = losses.LOSSES[config.model.family]
+  loss_fn = families.get(config.model.family).loss
 
   def eval_step(params, batch):
     loss, m = loss_fn(ms.model(params), batch, None)
@@ -190,7 +188,7 @@ def load_or_train_tokenizer(config, workdir, train_docs):
         tokenizer_lib.copy(source, own)
       else:
         print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
-        sentences = (s for d in train_docs for s in pipeline.packing.split_sentences(d))
+        sentences = (s for d in train_docs for s in packing.split_sentences(d))
         tokenizer_lib.train(sentences, own, config.model.vocab_size)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("tokenizer")
@@ -247,10 +245,10 @@ def run(config, workdir):
   # ---- Tokenizer and data ------------------------------------------------
   train_docs = sources.documents(config.data, "train")
   tok = load_or_train_tokenizer(config, workdir, train_docs)
-  train_data = pipeline.PretrainingData(train_docs, tok, config.data, config.seed)
+  train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
   eval_docs = sources.documents(config.data, "eval") if config.train.eval_every else []
-  eval_data = (pipeline.PretrainingData(eval_docs, tok, config.data, config.seed + 1)
-               if eval_docs else None)
+  eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
+                                      config.seed + 1) if eval_docs else None)
 
   # ---- Model and optimizer state ----------------------------------------
   total = config_lib.schedule_steps(config)

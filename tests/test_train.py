@@ -141,7 +141,7 @@ def test_refuses_a_workdir_of_another_model(trained):
     (["--config.data.seq_len=100"], "data.seq_len=100 is above model.max_position_embeddings=64"),
     (["--config.data.files=/nonexistent/*.txt"], "No files match data.files"),
     (["--config.model.vocab_size=500"], "The tokenizer has 8000 pieces but model.vocab_size=500"),
-    (["--config.mesh.data=2"], "does not match the 1 devices"),
+    (["--config.mesh.data=2"], "does not match the 1 device"),
 ])
 def test_bad_input_is_one_sentence(tmp_path, tokenizer_dir, flags, message):
   result = run_main(str(tmp_path / "run"), f"--config.data.tokenizer={tokenizer_dir}", *flags)

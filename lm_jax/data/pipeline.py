@@ -1,8 +1,8 @@
 """The Grain input pipeline: global batch k is a pure function of (seed, k).
 
 Each model family has an `Examples` class whose `example(i)` builds
-example i from the tokenised corpus and a generator seeded by (seed, i);
-`EXAMPLES` maps `model.family` to it. Global batch k
+example i from the tokenised corpus and a generator seeded by (seed, i)
+(lm_jax/families.py says which class a family uses). Global batch k
 holds examples [k*B, (k+1)*B); process p of P reads only its slice
 [k*B + p*B/P, k*B + (p+1)*B/P). Resuming at step k, or restarting on another
 number of hosts, therefore sees exactly the same global batches, with no
@@ -86,14 +86,6 @@ class BertExamples(Examples):
     return dict(input_ids=masked, token_type_ids=token_type_ids, attention_mask=attention_mask,
                 masked_positions=positions, masked_ids=ids, masked_weights=weights,
                 nsp_labels=np.int32(label))
-
-
-# model.family -> its Examples class, built as cls(documents, tokenizer, data_cfg, seed).
-EXAMPLES = {"bert": BertExamples}
-
-
-def make_examples(family, documents, tokenizer, data_cfg, seed):
-  return EXAMPLES[family](documents, tokenizer, data_cfg, seed)
 
 
 def _stack(examples):

@@ -1,10 +1,4 @@
-"""Flax NNX models: pure functions of their parameters and a batch."""
-from lm_jax.models import bert
+"""Flax NNX models: pure functions of their parameters and a batch.
 
-# model.family -> the pre-training model class.
-FAMILIES = {"bert": bert.BertForPreTraining}
-
-
-def build(cfg, *, rngs):
-  """The model named by `cfg.family`, built from the `model` config section."""
-  return FAMILIES[cfg.family](cfg, rngs=rngs)
+Which module a `model.family` uses is in lm_jax/families.py.
+"""

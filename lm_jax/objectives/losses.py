@@ -22,6 +22,3 @@ def bert_pretraining(model, batch, key):
   metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, nsp_loss=nsp_loss, nsp_accuracy=nsp_acc)
   return mlm_loss + nsp_loss, metrics
 
-
-# model.family -> its pre-training loss.
-LOSSES = {"bert": bert_pretraining}

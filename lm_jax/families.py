@@ -1,0 +1,42 @@
+"""Model families: the parts each `model.family` is made of, in one table.
+
+A new family brings a model module (models/), a loss (objectives/), an
+Examples class (data/), a config file (configs/) and an HF name table
+(interop/), and is added here with one line.
+"""
+import dataclasses
+from typing import Any
+
+from lm_jax.data import pipeline
+from lm_jax.errors import UserError
+from lm_jax.models import bert
+from lm_jax.objectives import losses
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  model: Any     # Flax NNX module class, built as model(model_cfg, rngs=...)
+  loss: Any      # loss(model, batch, dropout_key or None) -> (scalar, dict of metrics)
+  examples: Any  # pipeline.Examples subclass, built as examples(docs, tokenizer, data_cfg, seed)
+
+
+FAMILIES = {
+    "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
+}
+
+
+def get(name):
+  if name not in FAMILIES:
+    raise UserError(f"model.family={name!r} is not one of {sorted(FAMILIES)}; "
+                    "fix the config's model section.")
+  return FAMILIES[name]
+
+
+def build_model(model_cfg, *, rngs):
+  """The model named by `model_cfg.family`, built from the `model` config section."""
+  return get(model_cfg.family).model(model_cfg, rngs=rngs)
+
+
+def make_examples(model_cfg, documents, tokenizer, data_cfg, seed):
+  """The family's random-access training examples over `documents`."""
+  return get(model_cfg.family).examples(documents, tokenizer, data_cfg, seed)
