@@ -201,6 +201,8 @@ def save_hf_bert(out, wordpiece_dir, *, model_class="BertForPreTraining", file="
       p.add_(0.05 * torch.randn_like(p))
   if file == "safetensors":
     model.save_pretrained(out)
+  elif file == "sharded":  # model-0000k-of-0000n.safetensors + model.safetensors.index.json
+    model.save_pretrained(out, max_shard_size="100KB")
   else:  # torch's zip format, with the tied decoder copies older checkpoints carry
     config.save_pretrained(out)
     torch.save(model.state_dict(), os.path.join(out, "pytorch_model.bin"))
@@ -209,7 +211,7 @@ def save_hf_bert(out, wordpiece_dir, *, model_class="BertForPreTraining", file="
   return model
 
 
-@pytest.mark.parametrize("file", ["safetensors", "pytorch_bin"])
+@pytest.mark.parametrize("file", ["safetensors", "sharded", "pytorch_bin"])
 def test_import_matches_transformers_and_round_trips(wordpiece_dir, tmp_path, file):
   hf_dir, back = str(tmp_path / "hf"), str(tmp_path / "back")
   model = save_hf_bert(hf_dir, wordpiece_dir, file=file)
@@ -225,8 +227,11 @@ def test_import_matches_transformers_and_round_trips(wordpiece_dir, tmp_path, fi
   interop.save_pretrained(back, ours.config.model, ours.params, ours.tokenizer)
   exported = safetensors_dict(back)
   state = {k: v.numpy() for k, v in model.state_dict().items()}
-  if file == "safetensors":
+  assert set(state) - set(exported) == {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+  if file == "safetensors":  # the very tensors save_pretrained writes
     assert set(exported) == set(safetensors_dict(hf_dir))
+  if file == "sharded":
+    assert os.path.exists(os.path.join(hf_dir, "model.safetensors.index.json"))
   for name, x in exported.items():
     np.testing.assert_array_equal(x, state[name], err_msg=name)
   assert tokenizer_lib.load(back).encode(ODD_TEXTS) == ours.tokenizer.encode(ODD_TEXTS)

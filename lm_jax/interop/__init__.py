@@ -38,6 +38,14 @@ def _family(hf_config, path):
   return module
 
 
+def _family_of_model(model_cfg):
+  module = FAMILIES.get(model_cfg.family)
+  if module is None:
+    raise UserError(f"lm_jax has no HuggingFace name table for model.family={model_cfg.family!r} "
+                    f"yet; families with one: {', '.join(sorted(FAMILIES))}.")
+  return module
+
+
 def model_config(hf_dir, base=None):
   """Our `model` section for the HF model in `hf_dir`.
 
@@ -63,7 +71,7 @@ def with_hf_model(config):
 
 def load_params(hf_dir, model_cfg, init_params):
   """`init_params` (fresh, sharded) with the weights of the HF model in `hf_dir`."""
-  family = FAMILIES[model_cfg.family]
+  family = _family_of_model(model_cfg)
   params, notes = hf.import_params(hf_dir, family.TABLE, init_params,
                                    model_cfg.num_hidden_layers, model_cfg.scan_layers)
   for note in notes:
@@ -75,7 +83,7 @@ def save_pretrained(out_dir, model_cfg, params, tokenizer, dtype="float32"):
   """Writes an HF directory: model.safetensors, config.json, tokenizer files."""
   if dtype not in DTYPES:
     raise UserError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
-  family = FAMILIES[model_cfg.family]
+  family = _family_of_model(model_cfg)
   os.makedirs(out_dir, exist_ok=True)
   hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), family.TABLE, params,
                    model_cfg.num_hidden_layers, model_cfg.scan_layers, DTYPES[dtype])
