@@ -130,14 +130,14 @@ def _subprocess_main(tokenizer_dir, out_dir):
   import jax
   import jax.numpy as jnp
   from conftest import tiny_config
-  from lm_jax import checkpoint, parallel, train
-  from lm_jax.data import pipeline, sources, tokenizer
+  from lm_jax import checkpoint, families, parallel, train
+  from lm_jax.data import sources, tokenizer
 
   assert jax.device_count() == 8
   devices = jax.devices()
   config = tiny_config(tokenizer_dir, **{"train.steps": STEPS})
-  data = pipeline.BertExamples(sources.documents(config.data, "train"),
-                                  tokenizer.Tokenizer(tokenizer_dir), config.data, config.seed)
+  data = families.make_examples(config.model, sources.documents(config.data, "train"),
+                               tokenizer.load(tokenizer_dir), config.data, config.seed)
   result = {}
 
   def setup(devs, **sizes):
