@@ -205,11 +205,18 @@ def load_or_train_tokenizer(config, workdir, train_docs):
 # ---------------------------------------------------------------------------
 
 class _Preemption:
-  """SIGTERM (preemption) asks the loop to save and exit cleanly."""
+  """SIGTERM (preemption) asks the loop to save and exit cleanly.
+
+  With several processes, JAX's preemption service (started by
+  jax.distributed.initialize) owns SIGTERM and makes all processes stop at
+  the same step; a Python handler would hide the signal from it.
+  """
 
   def __init__(self):
     self.requested = False
-    self._old = signal.signal(signal.SIGTERM, self._handle)
+    self._old = None
+    if jax.process_count() == 1:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, *_):
     self.requested = True
@@ -220,7 +227,8 @@ class _Preemption:
     return self.requested
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._old)
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
 
 
 def run(config, workdir):
