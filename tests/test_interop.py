@@ -237,6 +237,20 @@ def test_import_matches_transformers_and_round_trips(wordpiece_dir, tmp_path, fi
   assert tokenizer_lib.load(back).encode(ODD_TEXTS) == ours.tokenizer.encode(ODD_TEXTS)
 
 
+def test_headless_bert_model_import(wordpiece_dir, tmp_path, capsys):
+  """A BertModel checkpoint: names without "bert.", no MLM or NSP head."""
+  hf_dir = str(tmp_path / "hf")
+  model = save_hf_bert(hf_dir, wordpiece_dir, model_class="BertModel")
+  batch = hf_batch(hf_dir)
+  with torch.no_grad():
+    theirs = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state.numpy()
+  ours = lm_jax.load(hf_dir).forward(batch["input_ids"], batch["token_type_ids"],
+                                     batch["attention_mask"])["hidden_states"]
+  real = batch["attention_mask"][..., None].astype(bool)
+  assert np.abs(np.where(real, theirs - ours, 0)).max() < TOLERANCE
+  assert "has no cls.predictions.* tensors; they keep their fresh initialisation" in capsys.readouterr().out
+
+
 def test_import_checks_architecture_and_shapes(wordpiece_dir, tmp_path):
   hf_dir = str(tmp_path / "hf")
   save_hf_bert(hf_dir, wordpiece_dir)
@@ -245,7 +259,7 @@ def test_import_checks_architecture_and_shapes(wordpiece_dir, tmp_path):
     hf_config = json.load(f)
   for change, message in [(dict(intermediate_size=40), "has shape [48, 32] but its config.json implies [40, 32]"),
                           (dict(hidden_act="relu"), "implements only hidden_act='gelu'"),
-                          (dict(model_type="gpt2"), "lm_jax cannot import")]:
+                          (dict(model_type="t5"), "lm_jax cannot import")]:
     with open(config_path, "w") as f:
       json.dump({**hf_config, **change}, f)
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -321,10 +335,10 @@ def test_continued_pretraining_from_hf_checkpoint(wordpiece_dir, tmp_path):
 
 
 def test_bad_inputs_are_one_sentence_and_exit_2(wordpiece_dir, tmp_path):
-  unsupported = tmp_path / "gpt2"
+  unsupported = tmp_path / "t5"
   unsupported.mkdir()
   (unsupported / "config.json").write_text(json.dumps(
-      dict(model_type="gpt2", architectures=["GPT2LMHeadModel"])))
+      dict(model_type="t5", architectures=["T5ForConditionalGeneration"])))
   mismatched = str(tmp_path / "mismatched")
   save_hf_bert(mismatched, wordpiece_dir)
   with open(os.path.join(mismatched, "config.json")) as f:
@@ -335,7 +349,7 @@ def test_bad_inputs_are_one_sentence_and_exit_2(wordpiece_dir, tmp_path):
       (run_export(f"--workdir={tmp_path / 'missing'}", f"--out={tmp_path / 'out'}"),
        "is not an lm_jax run (no config.json)"),
       (run_main(str(tmp_path / "a"), f"--config.init.from_hf={unsupported}"),
-       "holds a GPT2LMHeadModel model, which lm_jax cannot import"),
+       "holds a T5ForConditionalGeneration model, which lm_jax cannot import"),
       (run_main(str(tmp_path / "b"), f"--config.init.from_hf={mismatched}"),
        "bert.embeddings.word_embeddings.weight in"),
   ]

@@ -275,9 +275,9 @@ def import_params(hf_dir, table, init_params, num_layers, scanned):
   """
   reader = CheckpointReader(hf_dir)
   found = reader.names()
-  to_checkpoint = {n: n for n in found}
+  stored_name = {n: n for n in found}  # the table's name -> the name in the files
   if not any(n.startswith(table.base_prefix) for n in found):  # a headless (base model) checkpoint
-    to_checkpoint = {table.base_prefix + n: n for n in found}
+    stored_name = {table.base_prefix + n: n for n in found}
   by_leaf = collections.defaultdict(list)
   for e in _plan(table, num_layers, scanned):
     by_leaf[e.path].append(e)
@@ -286,7 +286,7 @@ def import_params(hf_dir, table, init_params, num_layers, scanned):
   kept, used = set(), set()
   for path, entries in by_leaf.items():
     target = _leaf(init_params, path)
-    missing = [e.name for e in entries if e.name not in to_checkpoint]
+    missing = [e.name for e in entries if e.name not in stored_name]
     if missing:
       head = next((h for h in table.heads if missing[0].startswith(h)), None)
       if head is None or len(missing) < len(entries):
@@ -296,19 +296,19 @@ def import_params(hf_dir, table, init_params, num_layers, scanned):
       continue
     arrays = []
     for e in entries:
-      x = reader[to_checkpoint[e.name]]
+      x = reader[stored_name[e.name]]
       want = _hf_shape(e, target.shape)
       if tuple(x.shape) != want:
         raise UserError(f"{e.name} in {hf_dir} has shape {list(x.shape)} but its config.json "
                         f"implies {list(want)}; the weights and config.json disagree.")
       arrays.append(x.T if e.transpose else x)
-      used.add(to_checkpoint[e.name])
-    value = np.stack(arrays) if scanned and entries[0].layer is not None else arrays[0]
+      used.add(stored_name[e.name])
+    value = np.stack(arrays) if entries[0].layer is not None else arrays[0]  # scanned: [layers, ...]
     _set_leaf(params, path, jax.device_put(value.astype(target.dtype), target.sharding))
 
-  ours_name = {v: k for k, v in to_checkpoint.items()}
+  table_name = {v: k for k, v in stored_name.items()}
   ignored = sorted(n for n in found - used
-                   if not any(re.fullmatch(p, ours_name[n]) for p in table.ignored))
+                   if not any(re.fullmatch(p, table_name[n]) for p in table.ignored))
   notes = [f"{hf_dir} has no {h}* tensors; they keep their fresh initialisation." for h in sorted(kept)]
   if ignored:
     notes.append(f"{len(ignored)} tensors of {hf_dir} have no place in this model and are "
