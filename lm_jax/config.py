@@ -69,7 +69,7 @@ def base_config():
       mask_probability=0.15,
       max_predictions_per_seq=20,
       whole_word_masking=False,
-      nsp_probability=0.5,
+      nsp_probability=0.5,     # NSP: chance B is another document's; ALBERT's SOP: of a swap
       worker_threads=2,        # Grain threads building batches ahead of the step
   ))
 
@@ -107,6 +107,57 @@ def bert_model(**overrides):
   return ml_collections.ConfigDict(m)
 
 
+def roberta_model(**overrides):
+  """The `model` section for RoBERTa (HF RobertaConfig names): BERT's encoder
+  with one token type and position ids counted from pad_token_id + 1, so
+  max_position_embeddings = longest input + pad_token_id + 1 (models/roberta.py).
+  pad_token_id must be the tokenizer's ([PAD] = 0 in lm_jax's; 1 in HF RoBERTa's)."""
+  return bert_model(**{**dict(family="roberta", vocab_size=50265, max_position_embeddings=514,
+                              type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=0),
+                       **overrides})
+
+
+def albert_model(**overrides):
+  """The `model` section for ALBERT (HF AlbertConfig names): embeddings of size
+  embedding_size projected to hidden_size, one layer shared by all depths."""
+  return bert_model(**{**dict(family="albert", vocab_size=30000, embedding_size=128,
+                              hidden_act="gelu_new", hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.1),
+                       **overrides})
+
+
+def electra_model(**overrides):
+  """The `model` section for ELECTRA (HF ElectraConfig names): the discriminator's
+  sizes, the generator's as generator_*, and the replaced-token loss weight."""
+  return bert_model(**{**dict(family="electra", embedding_size=768, generator_hidden_size=256,
+                              generator_num_hidden_layers=12, generator_num_attention_heads=4,
+                              generator_intermediate_size=1024, discriminator_weight=50.0),
+                       **overrides})
+
+
+def max_sequence_length(model_cfg):
+  """The longest input the position table takes (RoBERTa's starts at pad_token_id + 1)."""
+  offset = model_cfg.pad_token_id + 1 if model_cfg.get("family") == "roberta" else 0
+  return model_cfg.max_position_embeddings - offset
+
+
+def _validate_encoder_variant(d, m):
+  """The checks only RoBERTa, ALBERT and ELECTRA need."""
+  if m.family == "roberta":
+    _check(d.seq_len <= max_sequence_length(m),
+           f"data.seq_len={d.seq_len} needs model.max_position_embeddings >= "
+           f"{d.seq_len + m.pad_token_id + 1} (RoBERTa's positions start at pad_token_id + 1); "
+           "raise it or lower data.seq_len.")
+  if m.family == "albert":
+    _check(m.hidden_act in ("gelu", "gelu_new"),
+           f"model.hidden_act={m.hidden_act!r} is not one of ('gelu', 'gelu_new').")
+  if m.family == "electra":
+    _check(m.generator_hidden_size % m.generator_num_attention_heads == 0,
+           f"model.generator_hidden_size={m.generator_hidden_size} is not divisible by "
+           f"model.generator_num_attention_heads={m.generator_num_attention_heads}; pick a "
+           "head count that divides it.")
+
+
 def _check(ok, message):
   if not ok:
     raise UserError(message)
@@ -142,6 +193,7 @@ def validate(c):
   _check(m.attention in ATTENTION, f"model.attention={m.attention!r} is not one of {ATTENTION}.")
   _check(m.remat in REMAT, f"model.remat={m.remat!r} is not one of {REMAT}.")
   _check(m.vocab_size > 8, f"model.vocab_size={m.vocab_size} is too small.")
+  _validate_encoder_variant(d, m)
   sizes = [c.mesh[k] for k in ("data", "fsdp", "tensor")]
   _check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
          f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")

@@ -8,8 +8,10 @@ import dataclasses
 from typing import Any
 
 from lm_jax.data import pipeline
+from lm_jax.data import encoder_examples
 from lm_jax.errors import UserError
 from lm_jax.models import bert
+from lm_jax.models import albert, electra, roberta
 from lm_jax.objectives import losses
 
 
@@ -22,6 +24,12 @@ class Family:
 
 FAMILIES = {
     "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
+    "roberta": Family(roberta.RobertaForMaskedLM, losses.masked_lm,
+                      encoder_examples.FullSentenceExamples),
+    "albert": Family(albert.AlbertForPreTraining, losses.albert_pretraining,
+                     encoder_examples.SentenceOrderExamples),
+    "electra": Family(electra.ElectraForPreTraining, losses.electra_pretraining,
+                      encoder_examples.ReplacedTokenExamples),
 }
 
 

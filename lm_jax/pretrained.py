@@ -74,7 +74,7 @@ class Pretrained:
     if inputs and isinstance(inputs[0], str):
       inputs = [[tok.cls_id, *ids, tok.sep_id] for ids in tok.encode(inputs)]
     longest = max(len(x) for x in inputs)
-    limit = self.config.model.max_position_embeddings
+    limit = config_lib.max_sequence_length(self.config.model)
     if longest > limit:
       raise UserError(f"An input has {longest} tokens but the model takes at most {limit}; "
                       "shorten or split it.")

@@ -22,7 +22,7 @@ from lm_jax.errors import UserError
 
 # Model keys that may change between invocations on one workdir: they change
 # how the model runs, not what its parameters are.
-RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob",
+RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob", "classifier_dropout_prob",
                       "attention_probs_dropout_prob")
 
 
@@ -197,6 +197,9 @@ def load_or_train_tokenizer(config, workdir, train_docs):
   if tok.vocab_size != config.model.vocab_size and not padded:
     raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
                     f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
+  if config.model.get("pad_token_id", tok.pad_id) != tok.pad_id:  # RoBERTa's positions depend on it
+    raise UserError(f"The tokenizer's pad id is {tok.pad_id} but model.pad_token_id="
+                    f"{config.model.pad_token_id}; set --config.model.pad_token_id={tok.pad_id}.")
   return tok
 
 

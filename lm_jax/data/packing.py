@@ -114,3 +114,51 @@ def format_pair(a, b, tokenizer, seq_len):
   return (np.pad(ids, (0, pad), constant_values=tokenizer.pad_id).astype(np.int32),
           np.pad(types, (0, pad)).astype(np.int32),
           np.pad(np.ones(len(ids)), (0, pad)).astype(np.int32))
+
+
+# ---------------------------------------------------------------------------
+# RoBERTa's FULL-SENTENCES packing
+# ---------------------------------------------------------------------------
+
+def make_full_sentence_blocks(corpus, target_len):
+  """[num_blocks, 2] int64 rows (first sentence, end sentence): runs of
+  consecutive sentences of up to `target_len` tokens that cross document
+  boundaries, counting one separator token before each document start
+  inside a block. A sentence longer than `target_len` is a block alone
+  (cut in `full_sentences`)."""
+  lengths = np.diff(corpus.sentence_start)
+  doc_start = np.zeros(len(lengths), bool)
+  doc_start[corpus.doc_start[:-1][corpus.doc_start[:-1] < len(lengths)]] = True
+  blocks, start, total = [], 0, 0
+  for s in range(len(lengths)):
+    cost = lengths[s] + (1 if doc_start[s] and s > start else 0)
+    if s > start and total + cost > target_len:
+      blocks.append((start, s))
+      start, cost = s, lengths[s]
+      total = 0
+    total += cost
+  if len(lengths) > start:
+    blocks.append((start, len(lengths)))
+  return np.array(blocks, np.int64).reshape(-1, 2)
+
+
+def full_sentences(corpus, block, sep_id, max_tokens):
+  """The block's tokens, with `sep_id` between documents, cut to `max_tokens`."""
+  first, end = (int(x) for x in block)
+  inner = corpus.doc_start[np.searchsorted(corpus.doc_start, first, "right"):
+                           np.searchsorted(corpus.doc_start, end, "left")]
+  pieces, s = [], first
+  for d in np.unique(inner):
+    pieces += [corpus.span(s, int(d)), np.array([sep_id], np.int32)]
+    s = int(d)
+  pieces.append(corpus.span(s, end))
+  return np.concatenate(pieces)[:max_tokens].astype(np.int32)
+
+
+def format_single(tokens, tokenizer, seq_len):
+  """`[CLS] tokens [SEP]` padded to seq_len: (input_ids, token_type_ids (0), attention_mask)."""
+  ids = np.concatenate([[tokenizer.cls_id], tokens, [tokenizer.sep_id]])
+  pad = seq_len - len(ids)
+  return (np.pad(ids, (0, pad), constant_values=tokenizer.pad_id).astype(np.int32),
+          np.zeros(seq_len, np.int32),
+          np.pad(np.ones(len(ids)), (0, pad)).astype(np.int32))

@@ -14,8 +14,9 @@ import numpy as np
 from lm_jax.data import hf_tokenizer
 from lm_jax.errors import UserError
 from lm_jax.interop import bert, hf
+from lm_jax.interop import albert, electra, roberta
 
-FAMILIES = {module.FAMILY: module for module in (bert,)}
+FAMILIES = {module.FAMILY: module for module in (bert, albert, electra, roberta,)}
 _BY_MODEL_TYPE = {module.MODEL_TYPE: module for module in FAMILIES.values()}
 DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
@@ -72,6 +73,8 @@ def with_hf_model(config):
 def load_params(hf_dir, model_cfg, init_params):
   """`init_params` (fresh, sharded) with the weights of the HF model in `hf_dir`."""
   family = _family_of_model(model_cfg)
+  if hasattr(family, "parts"):
+    return _load_parts(hf_dir, family.parts(model_cfg), model_cfg, init_params)
   params, notes = hf.import_params(hf_dir, family.TABLE, init_params,
                                    model_cfg.num_hidden_layers, model_cfg.scan_layers)
   for note in notes:
@@ -84,9 +87,40 @@ def save_pretrained(out_dir, model_cfg, params, tokenizer, dtype="float32"):
   if dtype not in DTYPES:
     raise UserError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
   family = _family_of_model(model_cfg)
+  if hasattr(family, "parts"):
+    return _save_parts(out_dir, family.parts(model_cfg), model_cfg, params, tokenizer, dtype)
   os.makedirs(out_dir, exist_ok=True)
   hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), family.TABLE, params,
                    model_cfg.num_hidden_layers, model_cfg.scan_layers, DTYPES[dtype])
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(family.hf_config(model_cfg, tokenizer, dtype), f, indent=2, sort_keys=True)
   hf_tokenizer.save(tokenizer, out_dir, model_cfg.max_position_embeddings)
+
+
+# A family whose HF form is several directories (ELECTRA: discriminator and
+# generator) lists them as hf.Part's from `parts(model_cfg)`; the first is
+# the directory itself, the others are optional subdirectories on import.
+
+def _load_parts(hf_dir, parts, model_cfg, params):
+  for part in parts:
+    part_dir = os.path.join(hf_dir, part.subdir)
+    if part.subdir and not os.path.isdir(part_dir):
+      print(f"{hf_dir} has no {part.subdir}/ model; its parameters keep their fresh "
+            "initialisation.", flush=True)
+      continue
+    params, notes = hf.import_params(part_dir, part.table, params, part.num_layers,
+                                     model_cfg.scan_layers)
+    for note in notes:
+      print(note, flush=True)
+  return params
+
+
+def _save_parts(out_dir, parts, model_cfg, params, tokenizer, dtype):
+  for part in parts:
+    part_dir = os.path.join(out_dir, part.subdir)
+    os.makedirs(part_dir, exist_ok=True)
+    hf.export_params(os.path.join(part_dir, hf.SAFETENSORS_FILE), part.table, params,
+                     part.num_layers, model_cfg.scan_layers, DTYPES[dtype])
+    with open(os.path.join(part_dir, "config.json"), "w") as f:
+      json.dump(part.hf_config(model_cfg, tokenizer, dtype), f, indent=2, sort_keys=True)
+    hf_tokenizer.save(tokenizer, part_dir, model_cfg.max_position_embeddings)

@@ -68,6 +68,23 @@ class NameTable:
   base_prefix: str         # HF base_model_prefix + ".": absent from headless checkpoints
   heads: tuple = ()        # HF name prefixes a checkpoint may lack (task heads): kept as initialised
   ignored: tuple = ()      # regexes of HF names with nothing here (tied copies, buffers)
+  our_layers: str = ""     # where the layers are in our params, when not at `layers`
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One HF model directory a family is written as (most families: one, at
+  the export directory itself; ELECTRA: the discriminator there and the
+  generator in generator/)."""
+  subdir: str              # "" = the directory itself
+  table: NameTable
+  num_layers: int
+  hf_config: object        # hf_config(model_cfg, tokenizer, dtype) -> config.json dict
+
+
+def _path(dotted):
+  """Dotted name -> keys into our params (digits index an nnx.List)."""
+  return tuple(int(k) if k.isdigit() else k for k in dotted.split("."))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +97,11 @@ class _Entry:
 
 
 def _plan(table, num_layers, scanned):
-  entries = [_Entry(t.theirs, tuple(t.ours.split(".")), None, t.transpose) for t in table.tensors]
-  base = tuple(table.layers.split("."))
+  entries = [_Entry(t.theirs, _path(t.ours), None, t.transpose) for t in table.tensors]
+  base = _path(table.our_layers or table.layers)
   for i in range(num_layers):
     for t in table.layer_tensors:
-      path = base + (() if scanned else (i,)) + tuple(t.ours.split("."))
+      path = base + (() if scanned else (i,)) + _path(t.ours)
       entries.append(_Entry(f"{table.layers}.{i}.{t.theirs}", path, i if scanned else None,
                             t.transpose))
   return entries
@@ -330,3 +347,18 @@ def read_config(hf_dir):
                     "(as written by save_pretrained or lm_jax.export).")
   with open(path) as f:
     return json.load(f)
+
+
+def take_config(hf_config, path, keys, fixed, model_name):
+  """{key: value} of `keys` from an HF config dict, after checking that the
+  options in `fixed` (those lm_jax implements one way only) have its value."""
+  for key, ours in fixed.items():
+    theirs = hf_config.get(key, ours)
+    if theirs != ours:
+      raise UserError(f"{path}/config.json has {key}={theirs!r}, but lm_jax's {model_name} "
+                      f"implements only {key}={ours!r}.")
+  absent = [k for k in keys if k not in hf_config]
+  if absent:
+    raise UserError(f"{path}/config.json lacks {absent[0]}; it is not a complete "
+                    f"{model_name} config.")
+  return {k: hf_config[k] for k in keys}

@@ -19,18 +19,35 @@ def gelu(x):
   return jax.nn.gelu(x, approximate=False)  # HF "gelu" is the exact erf form
 
 
-class BertEmbeddings(nnx.Module):
+def attention_masks(attention_mask):
+  """(boolean mask [b, 1, 1, t], kv lengths [b]) from a [b, t] 0/1 padding mask."""
+  attention_mask = attention_mask.astype(bool)
+  return attention_mask[:, None, None, :], attention_mask.sum(-1).astype(jnp.int32)
 
-  def __init__(self, cfg, *, rngs):
-    std, h = cfg.initializer_range, cfg.hidden_size
+
+def gather_positions(hidden, positions):
+  """hidden [b, t, h] at `positions` [b, p] (all of it when positions is None)."""
+  if positions is None:
+    return hidden
+  return jnp.take_along_axis(hidden, positions[..., None], axis=1)
+
+
+class BertEmbeddings(nnx.Module):
+  """Word + position + token-type embeddings of size `dim` (default hidden_size;
+  ALBERT and ELECTRA use a smaller embedding_size)."""
+
+  def __init__(self, cfg, *, rngs, dim=None):
+    std, h = cfg.initializer_range, dim or cfg.hidden_size
     self.word_embeddings = layers.Embed(cfg.vocab_size, h, ("vocab", "embed"), init_std=std, rngs=rngs)
     self.position_embeddings = layers.Embed(cfg.max_position_embeddings, h, (None, "embed"), init_std=std, rngs=rngs)
     self.token_type_embeddings = layers.Embed(cfg.type_vocab_size, h, (None, "embed"), init_std=std, rngs=rngs)
     self.LayerNorm = LayerNorm(h, eps=cfg.layer_norm_eps, rngs=rngs)
     self.rate = cfg.hidden_dropout_prob
 
-  def __call__(self, input_ids, token_type_ids, dtype, key):
-    positions = jnp.arange(input_ids.shape[1])[None, :]
+  def __call__(self, input_ids, token_type_ids, dtype, key, positions=None):
+    """`positions` [b, t] default to 0, 1, ... (RoBERTa passes its own)."""
+    if positions is None:
+      positions = jnp.arange(input_ids.shape[1])[None, :]
     x = (self.word_embeddings(input_ids, dtype) + self.position_embeddings(positions, dtype)
          + self.token_type_embeddings(token_type_ids, dtype))
     x = constrain(x, ("batch", "length", "act_embed"))
@@ -150,21 +167,19 @@ class BertPooler(nnx.Module):
 
 class BertModel(nnx.Module):
 
-  def __init__(self, cfg, *, rngs):
+  def __init__(self, cfg, *, rngs, add_pooling_layer=True):
     self.embeddings = BertEmbeddings(cfg, rngs=rngs)
     self.encoder = BertEncoder(cfg, rngs=rngs)
-    self.pooler = BertPooler(cfg, rngs=rngs)
+    self.pooler = BertPooler(cfg, rngs=rngs) if add_pooling_layer else None
     self.dtype = jnp.dtype(cfg.dtype)
 
-  def __call__(self, input_ids, token_type_ids, attention_mask, key=None):
-    """Returns (sequence output [b, t, h], pooled output [b, h])."""
+  def __call__(self, input_ids, token_type_ids, attention_mask, key=None, positions=None):
+    """Returns (sequence output [b, t, h], pooled output [b, h] or None)."""
     k1, k2 = layers.split_key(key, 2)
-    attention_mask = attention_mask.astype(bool)
-    mask = attention_mask[:, None, None, :]
-    kv_lengths = attention_mask.sum(-1).astype(jnp.int32)
-    x = self.embeddings(input_ids, token_type_ids, self.dtype, k1)
+    mask, kv_lengths = attention_masks(attention_mask)
+    x = self.embeddings(input_ids, token_type_ids, self.dtype, k1, positions)
     x = self.encoder(x, mask, kv_lengths, k2)
-    return x, self.pooler(x)
+    return x, None if self.pooler is None else self.pooler(x)
 
 
 class BertPredictionHeadTransform(nnx.Module):
@@ -214,9 +229,7 @@ class BertForPreTraining(nnx.Module):
     otherwise it is [b, t, vocab].
     """
     hidden, pooled = self.bert(input_ids, token_type_ids, attention_mask, key)
-    x = hidden
-    if masked_positions is not None:
-      x = jnp.take_along_axis(hidden, masked_positions[..., None], axis=1)
+    x = gather_positions(hidden, masked_positions)
     mlm_logits = self.cls.predictions(x, self.bert.embeddings.word_embeddings)
     nsp_logits = self.cls.seq_relationship(pooled).astype(jnp.float32)
     return dict(mlm_logits=mlm_logits, nsp_logits=nsp_logits, hidden_states=hidden)

@@ -1,4 +1,5 @@
 """Pre-training losses. Each returns (scalar loss, dict of scalar metrics)."""
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -22,3 +23,65 @@ def bert_pretraining(model, batch, key):
   metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, nsp_loss=nsp_loss, nsp_accuracy=nsp_acc)
   return mlm_loss + nsp_loss, metrics
 
+
+def masked_lm(model, batch, key):
+  """Masked LM alone (RoBERTa: no next-sentence objective)."""
+  out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+              masked_positions=batch["masked_positions"], key=key)
+  mlm_loss, mlm_acc = weighted_cross_entropy(out["mlm_logits"], batch["masked_ids"],
+                                             batch["masked_weights"])
+  return mlm_loss, dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc)
+
+
+def albert_pretraining(model, batch, key):
+  """Masked LM + sentence-order prediction (label 1 = the two segments swapped)."""
+  out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+              masked_positions=batch["masked_positions"], key=key)
+  mlm_loss, mlm_acc = weighted_cross_entropy(out["mlm_logits"], batch["masked_ids"],
+                                             batch["masked_weights"])
+  sop_loss, sop_acc = weighted_cross_entropy(out["sop_logits"], batch["sop_labels"],
+                                             jnp.ones_like(batch["sop_labels"], jnp.float32))
+  metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, sop_loss=sop_loss, sop_accuracy=sop_acc)
+  return mlm_loss + sop_loss, metrics
+
+
+def _put(ids, positions, values, weights):
+  """ids [b, t] with `values` [b, p] written at `positions` where weights > 0."""
+  rows = jnp.arange(ids.shape[0])[:, None]
+  current = jnp.take_along_axis(ids, positions, axis=1)
+  return ids.at[rows, positions].set(jnp.where(weights > 0, values, current))
+
+
+def sample_tokens(logits, uniform):
+  """One token per row of `logits` [..., vocab], by inverting the softmax's CDF
+  at `uniform` [...] in [0, 1): the pipeline draws those from (seed, example),
+  so the sample is reproducible in training and evaluation alike."""
+  cdf = jnp.cumsum(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
+  return jnp.minimum((cdf < uniform[..., None]).sum(-1), logits.shape[-1] - 1).astype(jnp.int32)
+
+
+def electra_pretraining(model, batch, key):
+  """Generator MLM + `discriminator_weight` x replaced-token detection.
+
+  The generator's samples replace every masked position; no gradient flows
+  through the sampling, so the discriminator's loss trains the generator
+  only through the shared embeddings. A sample equal to the original token
+  counts as not replaced, as in ELECTRA.
+  """
+  k_gen, k_disc = (None, None) if key is None else jax.random.split(key)
+  ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+  positions, weights = batch["masked_positions"], batch["masked_weights"]
+  gen_logits = model.generator_logits(ids, types, mask, positions, key=k_gen)
+  mlm_loss, mlm_acc = weighted_cross_entropy(gen_logits, batch["masked_ids"], weights)
+  sampled = sample_tokens(jax.lax.stop_gradient(gen_logits), batch["replacement_uniform"])
+  original = _put(ids, positions, batch["masked_ids"], weights)
+  corrupted = _put(original, positions, sampled, weights)
+  replaced = (corrupted != original).astype(jnp.float32)
+  disc_logits, _ = model.discriminator(corrupted, types, mask, key=k_disc)
+  real = mask.astype(jnp.float32)
+  denom = jnp.maximum(real.sum(), 1.0)
+  disc_loss = (optax.sigmoid_binary_cross_entropy(disc_logits, replaced) * real).sum() / denom
+  disc_acc = (((disc_logits > 0) == (replaced > 0)).astype(jnp.float32) * real).sum() / denom
+  metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, disc_loss=disc_loss,
+                 disc_accuracy=disc_acc, replaced_fraction=(replaced * real).sum() / denom)
+  return mlm_loss + model.discriminator_weight * disc_loss, metrics
