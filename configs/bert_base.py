@@ -42,4 +42,16 @@ def get_config(variant="base"):
                    checkpoint_every=10_000)
   else:
     raise ValueError(f"unknown variant {variant!r}; use tiny, base or large")
+  # The mesh (base_config: data=-1, all devices data-parallel) is set per machine,
+  # on the command line or here. Two examples (WORKSPACE.md has the launch commands):
+  #
+  # A v5p-256 pod (128 chips on 32 hosts), one slice: parameters and optimizer
+  # state sharded over all chips, which share the fast ICI network.
+  #   c.mesh.update(data=1, fsdp=-1, tensor=1)   # fsdp = 128
+  #   c.train.batch_size = 4096                   # 32 sequences per chip
+  #
+  # 4 nodes x 8 H100 (launch/slurm_gpu.sbatch): FSDP over NVLink inside a node,
+  # data parallelism across the nodes' slower network.
+  #   c.mesh.update(dcn_data=4, data=1, fsdp=8, tensor=1)
+  #   c.train.batch_size = 1024                   # 32 sequences per GPU
   return c

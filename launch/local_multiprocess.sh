@@ -32,10 +32,11 @@ export JAX_PLATFORMS=cpu
 export XLA_FLAGS="--xla_force_host_platform_device_count=$devices_per_process ${XLA_FLAGS:-}"
 
 pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+signal_all() {
+  for pid in "${pids[@]}"; do kill "-$1" "$pid" 2>/dev/null || true; done
 }
-trap 'stop_all; wait; exit 143' TERM INT
+# SIGTERM/Ctrl-C: every process saves a checkpoint at the same step and exits.
+trap 'signal_all TERM; wait; exit 143' TERM INT
 
 for ((i = 0; i < num_processes; i++)); do
   args=(-m lm_jax.main "$@" --coordinator_address="127.0.0.1:$port"
@@ -48,7 +49,8 @@ for ((i = 0; i < num_processes; i++)); do
   pids+=($!)
 done
 
-# The first process to fail stops the others; its status is the script's.
+# The first process to fail ends the others (they could only wait for it); its
+# status is the script's.
 status=0
 while ((${#pids[@]})); do
   set +e
@@ -60,7 +62,7 @@ while ((${#pids[@]})); do
   pids=("${remaining[@]}")
   if ((code != 0 && status == 0)); then
     status=$code
-    stop_all
+    signal_all KILL
   fi
 done
 exit "$status"
