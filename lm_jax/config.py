@@ -158,6 +158,41 @@ def _validate_encoder_variant(d, m):
            "head count that divides it.")
 
 
+def gpt2_model(**overrides):
+  """The `model` section for a GPT-2 decoder (HF GPT2Config names)."""
+  m = dict(
+      family="gpt2",
+      vocab_size=50257,
+      n_positions=1024,
+      n_embd=768,
+      n_layer=12,
+      n_head=12,
+      n_inner=-1,               # MLP width; -1 = 4 * n_embd (HF: None)
+      resid_pdrop=0.1,
+      embd_pdrop=0.1,
+      attn_pdrop=0.1,
+      layer_norm_epsilon=1e-5,
+      initializer_range=0.02,
+      dtype="float32",          # compute dtype; params stay float32
+      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
+      scan_layers=False,        # stack the layers and run them with lax.scan
+      remat="none",             # none | full | dots | dots_no_batch
+  )
+  m.update(overrides)
+  return ml_collections.ConfigDict(m)
+
+
+# Shared code reads a model's sizes under BertConfig's names; GPT2Config
+# spells them as on the right (transformers' GPT2Config.attribute_map).
+SIZE_ALIASES = dict(num_hidden_layers="n_layer", hidden_size="n_embd",
+                    num_attention_heads="n_head", max_position_embeddings="n_positions")
+
+
+def size(model_cfg, name):
+  """The model section's `name` (a BertConfig size name), under either spelling."""
+  return model_cfg[name] if name in model_cfg else model_cfg[SIZE_ALIASES[name]]
+
+
 def _check(ok, message):
   if not ok:
     raise UserError(message)
@@ -178,17 +213,19 @@ def validate(c):
          f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
   _check(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8.")
-  _check(d.seq_len <= m.max_position_embeddings,
-         f"data.seq_len={d.seq_len} is above model.max_position_embeddings="
-         f"{m.max_position_embeddings}; lower data.seq_len or raise the model's max positions.")
+  positions_key = "max_position_embeddings" if "max_position_embeddings" in m else "n_positions"
+  _check(d.seq_len <= m[positions_key],
+         f"data.seq_len={d.seq_len} is above model.{positions_key}="
+         f"{m[positions_key]}; lower data.seq_len or raise the model's max positions.")
   _check(0 < d.mask_probability < 1, f"data.mask_probability={d.mask_probability} must be in (0, 1).")
   _check(0 < d.max_predictions_per_seq <= d.seq_len,
          f"data.max_predictions_per_seq={d.max_predictions_per_seq} must be in [1, data.seq_len].")
   _check(0 <= d.nsp_probability <= 1, f"data.nsp_probability={d.nsp_probability} must be in [0, 1].")
   _check(not (d.files and d.tfds_name), "Set only one of data.files and data.tfds_name.")
-  _check(m.hidden_size % m.num_attention_heads == 0,
-         f"model.hidden_size={m.hidden_size} is not divisible by model.num_attention_heads="
-         f"{m.num_attention_heads}; pick a head count that divides it.")
+  hidden, heads = size(m, "hidden_size"), size(m, "num_attention_heads")
+  _check(hidden % heads == 0,
+         f"model hidden size {hidden} is not divisible by the {heads} attention heads; "
+         "pick a head count that divides it.")
   _check(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {DTYPES}.")
   _check(m.attention in ATTENTION, f"model.attention={m.attention!r} is not one of {ATTENTION}.")
   _check(m.remat in REMAT, f"model.remat={m.remat!r} is not one of {REMAT}.")

@@ -7,10 +7,10 @@ Examples class (data/), a config file (configs/) and an HF name table
 import dataclasses
 from typing import Any
 
-from lm_jax.data import pipeline
+from lm_jax.data import causal, pipeline
 from lm_jax.data import encoder_examples
 from lm_jax.errors import UserError
-from lm_jax.models import bert
+from lm_jax.models import bert, gpt
 from lm_jax.models import albert, electra, roberta
 from lm_jax.objectives import losses
 
@@ -24,6 +24,7 @@ class Family:
 
 FAMILIES = {
     "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
+    "gpt2": Family(gpt.GPT2LMHeadModel, losses.causal_lm, causal.CausalExamples),
     "roberta": Family(roberta.RobertaForMaskedLM, losses.masked_lm,
                       encoder_examples.FullSentenceExamples),
     "albert": Family(albert.AlbertForPreTraining, losses.albert_pretraining,

@@ -122,7 +122,16 @@ def load(path, step=None):
     return load_hf(path)
   config, ms, params, step = restore_params(path, step)
   tok = tokenizer_lib.load(os.path.join(path, "tokenizer"))
-  return Pretrained(config, ms, params, tok, step)
+  return inference_class(config.model)(config, ms, params, tok, step)
+
+
+def inference_class(model_cfg):
+  """What `load` returns for the family: Pretrained (encoders) or, for
+  decoders, decoding.CausalLM (logits and text generation)."""
+  if model_cfg.family == "gpt2":
+    from lm_jax import decoding  # pylint: disable=g-import-not-at-top
+    return decoding.CausalLM
+  return Pretrained
 
 
 def load_hf(path):
@@ -135,4 +144,5 @@ def load_hf(path):
   ms = train.ModelState(config, mesh, rule_table)
   init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(families.build_model(config.model, rngs=nnx.Rngs(0)))),
                  out_shardings=ms.param_shardings)
-  return Pretrained(config, ms, interop.load_params(path, config.model, init()), tok)
+  return inference_class(config.model)(config, ms, interop.load_params(path, config.model, init()),
+                                       tok)

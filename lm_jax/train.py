@@ -23,7 +23,7 @@ from lm_jax.errors import UserError
 # Model keys that may change between invocations on one workdir: they change
 # how the model runs, not what its parameters are.
 RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob", "classifier_dropout_prob",
-                      "attention_probs_dropout_prob")
+                      "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
 # ---------------------------------------------------------------------------

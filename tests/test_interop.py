@@ -348,6 +348,7 @@ def test_bad_inputs_are_one_sentence_and_exit_2(wordpiece_dir, tmp_path):
   cases = [
       (run_export(f"--workdir={tmp_path / 'missing'}", f"--out={tmp_path / 'out'}"),
        "is not an lm_jax run (no config.json)"),
+      (run_export(f"--workdir={tmp_path / 'missing'}"), "--out (the HF directory to write)"),
       (run_main(str(tmp_path / "a"), f"--config.init.from_hf={unsupported}"),
        "holds a T5ForConditionalGeneration model, which lm_jax cannot import"),
       (run_main(str(tmp_path / "b"), f"--config.init.from_hf={mismatched}"),

@@ -11,12 +11,13 @@ import ml_collections
 import ml_dtypes
 import numpy as np
 
+from lm_jax import config as config_lib
 from lm_jax.data import hf_tokenizer
 from lm_jax.errors import UserError
-from lm_jax.interop import bert, hf
+from lm_jax.interop import bert, gpt2, hf
 from lm_jax.interop import albert, electra, roberta
 
-FAMILIES = {module.FAMILY: module for module in (bert, albert, electra, roberta,)}
+FAMILIES = {module.FAMILY: module for module in (bert, albert, electra, roberta, gpt2)}
 _BY_MODEL_TYPE = {module.MODEL_TYPE: module for module in FAMILIES.values()}
 DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
@@ -76,7 +77,8 @@ def load_params(hf_dir, model_cfg, init_params):
   if hasattr(family, "parts"):
     return _load_parts(hf_dir, family.parts(model_cfg), model_cfg, init_params)
   params, notes = hf.import_params(hf_dir, family.TABLE, init_params,
-                                   model_cfg.num_hidden_layers, model_cfg.scan_layers)
+                                   config_lib.size(model_cfg, "num_hidden_layers"),
+                                   model_cfg.scan_layers)
   for note in notes:
     print(note, flush=True)
   return params
@@ -91,10 +93,14 @@ def save_pretrained(out_dir, model_cfg, params, tokenizer, dtype="float32"):
     return _save_parts(out_dir, family.parts(model_cfg), model_cfg, params, tokenizer, dtype)
   os.makedirs(out_dir, exist_ok=True)
   hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), family.TABLE, params,
-                   model_cfg.num_hidden_layers, model_cfg.scan_layers, DTYPES[dtype])
+                   config_lib.size(model_cfg, "num_hidden_layers"), model_cfg.scan_layers,
+                   DTYPES[dtype])
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(family.hf_config(model_cfg, tokenizer, dtype), f, indent=2, sort_keys=True)
-  hf_tokenizer.save(tokenizer, out_dir, model_cfg.max_position_embeddings)
+  if hasattr(family, "save_tokenizer"):  # a family with its own special-token layout (gpt2)
+    family.save_tokenizer(tokenizer, out_dir, model_cfg)
+  else:
+    hf_tokenizer.save(tokenizer, out_dir, model_cfg.max_position_embeddings)
 
 
 # A family whose HF form is several directories (ELECTRA: discriminator and

@@ -70,19 +70,10 @@ class BertSelfAttention(nnx.Module):
     split = lambda y: constrain(y.reshape(b, t, self.num_heads, -1), ("batch", "length", "heads", "kv"))
     q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
     if key is not None and self.rate > 0:
-      out = _attention_with_dropout(q, k, v, mask, self.rate, key)
+      out = layers.attention_with_dropout(q, k, v, mask, self.rate, key)
     else:
       out = layers.attention(q, k, v, mask, implementation=self.implementation, kv_lengths=kv_lengths)
     return out.reshape(b, t, -1)
-
-
-def _attention_with_dropout(q, k, v, mask, rate, key):
-  """Explicit softmax attention, for training with attention-prob dropout
-  (which jax.nn.dot_product_attention does not offer)."""
-  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-  scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
-  probs = dropout(jax.nn.softmax(scores, axis=-1).astype(q.dtype), rate, key)
-  return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 class BertSelfOutput(nnx.Module):

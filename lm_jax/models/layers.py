@@ -125,6 +125,15 @@ def attention(q, k, v, mask, *, implementation, kv_lengths=None):
   return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
 
 
+def attention_with_dropout(q, k, v, mask, rate, key):
+  """Explicit softmax attention, for training with attention-prob dropout
+  (which jax.nn.dot_product_attention does not offer)."""
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+  scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+  probs = dropout(jax.nn.softmax(scores, axis=-1).astype(q.dtype), rate, key)
+  return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
 def stack_layers(make_layer, num_layers, rngs):
   """`num_layers` copies of a module with stacked parameters (for `scan`).
 
@@ -143,17 +152,25 @@ def stack_layers(make_layer, num_layers, rngs):
   return stacked
 
 
-def scan_layers(stacked, h, keys, body, remat_policy):
-  """Runs `body(layer, h, key) -> h` over stacked layers with `lax.scan`."""
+def scan_layers(stacked, h, keys, body, remat_policy, per_layer=None):
+  """Runs `body(layer, h, key) -> h` over stacked layers with `lax.scan`.
+
+  `per_layer` (arrays with a leading `layers` axis, e.g. a decoder's
+  key/value cache) adds an input and an output per layer:
+  `body(layer, h, key, x) -> (h, y)`, and the result is (h, stacked ys).
+  """
   graphdef, state = nnx.split(stacked)
 
   def step(h, xs):
-    layer_state, key = xs
-    return body(nnx.merge(graphdef, layer_state), h, key), None
+    layer_state, key, x = xs
+    layer = nnx.merge(graphdef, layer_state)
+    if per_layer is None:
+      return body(layer, h, key), None
+    return body(layer, h, key, x)
 
   step = remat(step, remat_policy)
-  h, _ = jax.lax.scan(step, h, (state, keys))
-  return h
+  h, ys = jax.lax.scan(step, h, (state, keys, per_layer))
+  return h if per_layer is None else (h, ys)
 
 
 def remat(fn, policy):

@@ -85,3 +85,10 @@ def electra_pretraining(model, batch, key):
   metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, disc_loss=disc_loss,
                  disc_accuracy=disc_acc, replaced_fraction=(replaced * real).sum() / denom)
   return mlm_loss + model.discriminator_weight * disc_loss, metrics
+
+
+def causal_lm(model, batch, key):
+  """Next-token prediction on packed windows; padding has weight 0."""
+  out = model(batch["input_ids"], batch["segment_ids"], key=key)
+  loss, accuracy = weighted_cross_entropy(out["logits"], batch["labels"], batch["weights"])
+  return loss, dict(perplexity=jnp.exp(loss), accuracy=accuracy)
