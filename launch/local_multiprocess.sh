@@ -49,12 +49,14 @@ for ((i = 0; i < num_processes; i++)); do
   pids+=($!)
 done
 
-# The first process to fail ends the others (they could only wait for it); its
-# status is the script's.
+# The first failure decides the script's status. The others stop by themselves
+# if they met the same error; any still running after 10 s would only wait for
+# the failed one, so they are killed.
 status=0
+killer=
 while ((${#pids[@]})); do
   set +e
-  wait -n -p finished "${pids[@]}"
+  wait -n -p finished "${pids[@]}" 2>/dev/null
   code=$?
   set -e
   remaining=()
@@ -62,7 +64,9 @@ while ((${#pids[@]})); do
   pids=("${remaining[@]}")
   if ((code != 0 && status == 0)); then
     status=$code
-    signal_all KILL
+    (sleep 10; signal_all KILL) &
+    killer=$!
   fi
 done
+[[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
 exit "$status"

@@ -158,3 +158,12 @@ def test_coordinator_port_in_use():
     port = busy.getsockname()[1]
     with pytest.raises(UserError, match=f"Port {port} is already in use on this host"):
       parallel.initialize_distributed(f"127.0.0.1:{port}", 2, 0, timeout_s=3)
+
+
+def test_mesh_that_gives_hosts_the_same_rows_is_refused(tmp_path):
+  """Each process reads its own rows, so the batch axes must split across processes."""
+  r = subprocess.run([LAUNCH, "2", "4", f"--config={REPO}/configs/bert_base.py:tiny",
+                      f"--workdir={tmp_path}", "--config.mesh.data=1", "--config.mesh.tensor=8"],
+                     cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO, PYTHON=sys.executable),
+                     capture_output=True, text=True, timeout=120)
+  assert_one_sentence(r, "gives processes the same batch rows", "keep mesh.tensor within one host")
