@@ -23,6 +23,7 @@ setup(
         "tensorboardX>=2.6",
         "safetensors>=0.4.3",
         "tokenizers>=0.20",
+        "protobuf>=4.25",     # reading the sentencepiece model proto (tokenizer.json export)
     ],
     extras_require={
         # torch is a test-only dependency: install torch==2.13.0 (CPU) next to

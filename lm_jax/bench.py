@@ -104,7 +104,7 @@ def bench_step(config):
   return dict(bench=f"lm_jax_{config.model.family}_h{config.model.hidden_size}_l"
                     f"{config.model.num_hidden_layers}_s{config.data.seq_len}_b{config.train.batch_size}",
               step_ms=round(seconds * 1e3, 2), tokens_per_s=round(tps),
-              mfu=round(tps * fpt / (peak * 1e12 * jax.device_count()), 4) if peak else None,
+              mfu=float(f"{tps * fpt / (peak * 1e12 * jax.device_count()):.4g}") if peak else None,
               flops_per_token=fpt, params=num_params, peak_memory_gib=_peak_memory_gib(),
               dtype=config.model.dtype, devices=jax.device_count(), device=device.device_kind,
               jax=jax.__version__)

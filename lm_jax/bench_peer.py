@@ -60,7 +60,7 @@ def main(spec):
   print(json.dumps(dict(
       bench=f"hf_torch_bert_h{m['hidden_size']}_l{m['num_hidden_layers']}_s{t}_b{b}",
       step_ms=round(seconds * 1e3, 2), tokens_per_s=round(tps),
-      mfu=round(tps * fpt / (peak * 1e12), 4) if peak else None,
+      mfu=float(f"{tps * fpt / (peak * 1e12):.4g}") if peak else None,
       peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
       device=torch.cuda.get_device_name() if cuda else "cpu",
       torch=torch.__version__, transformers=transformers.__version__,
