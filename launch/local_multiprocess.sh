@@ -33,7 +33,9 @@ export XLA_FLAGS="--xla_force_host_platform_device_count=$devices_per_process ${
 
 pids=()
 signal_all() {
-  for pid in "${pids[@]}"; do kill "-$1" "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    [[ -z "$pid" ]] || kill "-$1" "$pid" 2>/dev/null || true
+  done
 }
 # SIGTERM/Ctrl-C: every process saves a checkpoint at the same step and exits.
 trap 'signal_all TERM; wait; exit 143' TERM INT
@@ -51,22 +53,26 @@ done
 
 # The first failure decides the script's status. The others stop by themselves
 # if they met the same error; any still running after 10 s would only wait for
-# the failed one, so they are killed.
+# the failed one, so they are killed. (Polling keeps this to bash 3.2, macOS's.)
 status=0
 killer=
-while ((${#pids[@]})); do
-  set +e
-  wait -n -p finished "${pids[@]}" 2>/dev/null
-  code=$?
-  set -e
-  remaining=()
-  for pid in "${pids[@]}"; do [[ $pid == "$finished" ]] || remaining+=("$pid"); done
-  pids=("${remaining[@]}")
-  if ((code != 0 && status == 0)); then
-    status=$code
-    (sleep 10; signal_all KILL) &
-    killer=$!
-  fi
+running=$num_processes
+while ((running > 0)); do
+  sleep 0.2
+  for ((i = 0; i < num_processes; i++)); do
+    pid=${pids[i]}
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      code=0
+      wait "$pid" 2>/dev/null || code=$?
+      pids[i]=
+      running=$((running - 1))
+      if ((code != 0 && status == 0)); then
+        status=$code
+        (sleep 10; signal_all KILL) &
+        killer=$!
+      fi
+    fi
+  done
 done
 [[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
 exit "$status"
