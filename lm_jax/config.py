@@ -26,6 +26,7 @@ DEFAULT_RULES = (
     ("length", None),
     ("act_embed", None),  # activations' hidden dim (parameters' "embed" is fsdp-sharded)
     ("layers", None),
+    ("lstm_hidden", "tensor"),  # ELMo's LSTM cells (parameters and state)
 )
 
 
@@ -193,6 +194,53 @@ def size(model_cfg, name):
   return model_cfg[name] if name in model_cfg else model_cfg[SIZE_ALIASES[name]]
 
 
+def elmo_model(**overrides):
+  """The `model` section for ELMo (bilm-tf's options.json names, flattened)."""
+  m = dict(
+      family="elmo",
+      vocab_size=793471,        # softmax classes (bilm-tf's n_tokens_vocab)
+      max_characters_per_token=50,
+      char_embedding_dim=16,
+      filters=[[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]],
+      activation="relu",        # relu | tanh (char CNN)
+      n_highway=2,
+      projection_dim=512,       # token embedding and LSTM output width (P)
+      lstm_dim=4096,            # LSTM cells (D); projected to P when P < D
+      n_layers=2,
+      cell_clip=3.0,            # None = no clipping
+      proj_clip=3.0,
+      use_skip_connections=True,
+      dropout=0.1,
+      n_negative_samples=8192,  # sampled-softmax negatives per batch and direction
+      dtype="float32",          # compute dtype; params stay float32
+  )
+  m.update(overrides)
+  return ml_collections.ConfigDict(m)
+
+
+def _validate_elmo(c):
+  m, d = c.model, c.data
+  n_filters = sum(n for _, n in m.filters)
+  _check(d.seq_len >= 1, f"data.seq_len={d.seq_len} (the unroll length) must be positive.")
+  _check(n_filters >= m.projection_dim,
+         f"The char CNN has {n_filters} filters, fewer than model.projection_dim="
+         f"{m.projection_dim}; bilm-tf projects down only, so add filters or lower it.")
+  _check(m.max_characters_per_token >= max(w for w, _ in m.filters),
+         f"model.max_characters_per_token={m.max_characters_per_token} is below the widest "
+         "char filter; raise it.")
+  _check(m.activation in ("relu", "tanh"), f"model.activation={m.activation!r} must be relu or tanh.")
+  _check(m.projection_dim <= m.lstm_dim,
+         f"model.projection_dim={m.projection_dim} is above model.lstm_dim={m.lstm_dim}; "
+         "ELMo's LSTM output cannot be wider than its cells.")
+  _check(m.n_negative_samples > 0, f"model.n_negative_samples={m.n_negative_samples} must be positive.")
+  _check(m.vocab_size > 3, f"model.vocab_size={m.vocab_size} leaves no word besides <S>, </S>, <UNK>.")
+  _check(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {DTYPES}.")
+  _check(not (d.stateful and c.train.grad_accum_steps > 1),
+         "data.stateful carries the LSTM state from batch to batch, which gradient accumulation "
+         "would break; set train.grad_accum_steps=1 or data.stateful=False.")
+  _check(not c.init.from_hf, "ELMo cannot start from a HuggingFace model; leave init.from_hf empty.")
+
+
 def _check(ok, message):
   if not ok:
     raise UserError(message)
@@ -212,6 +260,8 @@ def validate(c):
   _check(t.batch_size % t.grad_accum_steps == 0,
          f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
+  if m.family == "elmo":  # a biLSTM: no positions, heads or masking to check
+    return _validate_elmo(c)
   _check(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8.")
   positions_key = "max_position_embeddings" if "max_position_embeddings" in m else "n_positions"
   _check(d.seq_len <= m[positions_key],

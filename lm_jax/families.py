@@ -9,9 +9,11 @@ from typing import Any
 
 from lm_jax.data import causal, pipeline
 from lm_jax.data import encoder_examples
+from lm_jax.data import elmo_data, elmo_vocab
 from lm_jax.errors import UserError
 from lm_jax.models import bert, gpt
 from lm_jax.models import albert, electra, roberta
+from lm_jax.models import elmo
 from lm_jax.objectives import losses
 
 
@@ -20,10 +22,20 @@ class Family:
   model: Any     # Flax NNX module class, built as model(model_cfg, rngs=...)
   loss: Any      # loss(model, batch, dropout_key or None) -> (scalar, dict of metrics)
   examples: Any  # pipeline.Examples subclass, built as examples(docs, tokenizer, data_cfg, seed)
+  # The family's own vocabulary instead of a sentencepiece tokenizer: a module
+  # with exists(dir), create(config, dir, train_docs) and load(config, dir).
+  vocab: Any = None
+  # A recurrent state carried from each train step to the next (stateful
+  # LSTMs): initial_carry(config, batch_size) -> zero pytree [batch, ...], or
+  # None; then loss(model, batch, key, carry) -> (scalar, (metrics, new carry)).
+  initial_carry: Any = None
+
 
 
 FAMILIES = {
     "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
+    "elmo": Family(elmo.ElmoBiLM, losses.elmo_bilm, elmo_data.ElmoExamples, vocab=elmo_vocab,
+                   initial_carry=elmo.initial_carry),
     "gpt2": Family(gpt.GPT2LMHeadModel, losses.causal_lm, causal.CausalExamples),
     "roberta": Family(roberta.RobertaForMaskedLM, losses.masked_lm,
                       encoder_examples.FullSentenceExamples),

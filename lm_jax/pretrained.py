@@ -7,6 +7,13 @@ output, or a BERT saved by transformers' save_pretrained).
     logits = model.mlm_logits(["She was the [MASK] of the two daughters."])
     model.fill_mask("She was the [MASK] of the two daughters.")
     hidden = model.hidden_states(["Some text.", "Another."])
+
+An ELMo run gives an `ElmoPretrained` instead:
+
+    elmo = lm_jax.load("runs/elmo_tiny")
+    out = elmo.embed(["Emma was handsome.", ["Tokenised", "words", "."]])
+    out["layers"]   # [batch, 3, words, 2P]: char encoder, LSTM 1, LSTM 2
+    out["mix"]      # [batch, words, 2P]: their scalar mix (default: the mean)
 """
 import json
 import os
@@ -115,19 +122,69 @@ class Pretrained:
     return result
 
 
+def run_tokenizer(config, workdir):
+  """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt)."""
+  directory = os.path.join(workdir, "tokenizer")
+  vocab = families.get(config.model.family).vocab
+  return vocab.load(config, directory) if vocab else tokenizer_lib.load(directory)
+
+
+class ElmoPretrained:
+  """An ELMo run: contextual word vectors from its three layers (AllenNLP's and
+  simple_elmo's, computed from zero LSTM states, independent of batching)."""
+
+  def __init__(self, config, model_state, params, vocab, step=None):
+    self.config = config
+    self.tokenizer = vocab
+    self.step = step
+    self._ms, self.params = model_state, params
+    self._layers = jax.jit(lambda p, chars, lengths: model_state.model(p).embed_layers(chars, lengths))
+
+  def encode(self, sentences):
+    """Texts (split as in training) or token lists -> character ids
+    [batch, 2 + words, max_chars] of `<S> words </S>`, and the lengths."""
+    from lm_jax.data import elmo_vocab  # pylint: disable=g-import-not-at-top
+    tokens = [elmo_vocab.split_tokens(s, bool(self.config.data.files)) if isinstance(s, str)
+              else list(s) for s in sentences]
+    if not tokens or not all(tokens):
+      raise UserError("embed() needs a non-empty list of non-empty sentences.")
+    lengths = np.array([len(t) + 2 for t in tokens], np.int32)
+    chars = np.full((len(tokens), lengths.max(), self.tokenizer.max_chars), elmo_vocab.PAD_CHAR,
+                    np.int32)
+    for i, t in enumerate(tokens):
+      chars[i, :lengths[i]] = self.tokenizer.chars([elmo_vocab.BOS, *t, elmo_vocab.EOS])
+    return chars, lengths
+
+  def embed(self, sentences, weights=None, gamma=1.0):
+    """dict(layers [batch, n_layers + 1, words, 2P], mix [batch, words, 2P], mask
+    [batch, words]); `mix` = gamma * sum softmax(weights)_k layer_k (AllenNLP's
+    ScalarMix; `weights` default 0: the mean). Padding positions are zero."""
+    from lm_jax.models import elmo  # pylint: disable=g-import-not-at-top
+    chars, lengths = self.encode(sentences)
+    layers = np.asarray(self._layers(self.params, chars, lengths))[:, :, 1:-1]  # no <S>, </S>
+    mask = np.arange(layers.shape[2])[None, :] < (lengths - 2)[:, None]
+    layers = layers * mask[:, None, :, None]
+    if weights is None:
+      weights = np.zeros(layers.shape[1], np.float32)
+    mix = np.asarray(elmo.scalar_mix(layers, np.asarray(weights, np.float32), gamma))
+    return dict(layers=layers, mix=mix, mask=mask)
+
+
 def load(path, step=None):
   """Loads an lm_jax run directory (latest checkpoint unless `step` is given)
   or an HF model directory."""
   if interop.is_hf_dir(path):
     return load_hf(path)
   config, ms, params, step = restore_params(path, step)
-  tok = tokenizer_lib.load(os.path.join(path, "tokenizer"))
+  tok = run_tokenizer(config, path)
   return inference_class(config.model)(config, ms, params, tok, step)
 
 
 def inference_class(model_cfg):
   """What `load` returns for the family: Pretrained (encoders) or, for
   decoders, decoding.CausalLM (logits and text generation)."""
+  if model_cfg.family == "elmo":
+    return ElmoPretrained
   if model_cfg.family == "gpt2":
     from lm_jax import decoding  # pylint: disable=g-import-not-at-top
     return decoding.CausalLM

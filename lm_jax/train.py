@@ -94,19 +94,25 @@ class ModelState:
 # ---------------------------------------------------------------------------
 
 def make_train_step(ms, config, mesh, rule_table):
+  """The jitted step (params, opt_state, batch, step[, carry]) -> (params, opt_state,
+  metrics[, carry]); the carry is the family's recurrent state, when it has one."""
   loss_fn = families.get(config.model.family).loss
   accum = config.train.grad_accum_steps
   base_key = jax.random.key(config.seed)
   batch_sh = parallel.batch_sharding(mesh, rule_table)
+  has_carry = initial_carry(config) is not None
 
-  def compute_loss(params, batch, key):
-    return loss_fn(ms.model(params), batch, key)
+  def compute_loss(params, batch, key, *carry):
+    return loss_fn(ms.model(params), batch, key, *carry)
 
   grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
 
-  def train_step(params, opt_state, batch, step):
+  def train_step(params, opt_state, batch, step, *carry):
     key = jax.random.fold_in(base_key, step)  # dropout: a function of (seed, step)
-    if accum == 1:
+    if carry:  # validate() refuses gradient accumulation with a carry
+      (loss, (m, new_carry)), grads = grad_fn(params, batch, key, *carry)
+      carry = (new_carry,)
+    elif accum == 1:
       (loss, m), grads = grad_fn(params, batch, key)
     else:
       # Micro-batch i takes rows i, i+accum, ...: each device keeps its own rows.
@@ -129,12 +135,25 @@ def make_train_step(ms, config, mesh, rule_table):
     params = optax.apply_updates(params, updates)
     m = dict(m, loss=loss, grad_norm=optax.tree.norm(grads),
              learning_rate=learning_rate_schedule(config.train, config_lib.schedule_steps(config))(step))
-    return params, opt_state, m
+    return (params, opt_state, m, *carry)
 
+  carry_sh = (batch_sh,) if has_carry else ()  # rows of the carry go with rows of the batch
   return jax.jit(train_step,
-                 in_shardings=(ms.param_shardings, ms.opt_shardings, batch_sh, None),
-                 out_shardings=(ms.param_shardings, ms.opt_shardings, None),
-                 donate_argnums=(0, 1))
+                 in_shardings=(ms.param_shardings, ms.opt_shardings, batch_sh, None, *carry_sh),
+                 out_shardings=(ms.param_shardings, ms.opt_shardings, None, *carry_sh),
+                 donate_argnums=(0, 1, 4) if has_carry else (0, 1))
+
+
+def initial_carry(config, mesh=None, rule_table=None):
+  """The family's zero recurrent state for a train batch (sharded like the batch when
+  a mesh is given; abstract shapes without one), or None: batches are independent."""
+  make = families.get(config.model.family).initial_carry
+  if make is None:
+    return None
+  fn = lambda: make(config, config.train.batch_size)
+  if mesh is None:
+    return jax.eval_shape(fn)
+  return jax.jit(fn, out_shardings=parallel.batch_sharding(mesh, rule_table))()
 
 
 def make_eval_step(ms, config, mesh, rule_table):
@@ -181,10 +200,13 @@ def load_or_train_tokenizer(config, workdir, train_docs):
   """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
   of init.from_hf's), or a new one."""
   own = os.path.join(workdir, "tokenizer")
-  if not tokenizer_lib.exists(own):
+  vocab = families.get(config.model.family).vocab  # the family's own, else sentencepiece
+  if not (vocab.exists(own) if vocab else tokenizer_lib.exists(own)):
     if jax.process_index() == 0:
       source = config.data.tokenizer or config.init.from_hf
-      if source:
+      if vocab:
+        vocab.create(config, own, train_docs)
+      elif source:
         tokenizer_lib.copy(source, own)
       else:
         print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
@@ -192,12 +214,12 @@ def load_or_train_tokenizer(config, workdir, train_docs):
         tokenizer_lib.train(sentences, own, config.model.vocab_size)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("tokenizer")
-  tok = tokenizer_lib.load(own)
+  tok = vocab.load(config, own) if vocab else tokenizer_lib.load(own)
   padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
   if tok.vocab_size != config.model.vocab_size and not padded:
     raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
                     f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
-  if config.model.get("pad_token_id", tok.pad_id) != tok.pad_id:  # RoBERTa's positions depend on it
+  if "pad_token_id" in config.model and config.model.pad_token_id != tok.pad_id:  # RoBERTa's positions depend on it
     raise UserError(f"The tokenizer's pad id is {tok.pad_id} but model.pad_token_id="
                     f"{config.model.pad_token_id}; set --config.model.pad_token_id={tok.pad_id}.")
   return tok
@@ -269,15 +291,22 @@ def run(config, workdir):
     train_step = make_train_step(ms, config, mesh, rule_table)
     if config.train.compile_only:
       ckpt.close()
-      return _compile_only(train_step, ms, train_data.global_batch(0, config.train.batch_size))
+      return _compile_only(train_step, ms, train_data.global_batch(0, config.train.batch_size),
+                           initial_carry(config))
     start = ckpt.latest_step()
+    carry = initial_carry(config, mesh, rule_table)  # the recurrent state, if the family has one
     if start is None:
       start = 0
       params, opt_state = ms.init(config.seed)
       if config.init.from_hf:  # Adam's fresh state does not depend on the values
         params = interop.load_params(config.init.from_hf, config.model, params)
     else:
-      params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
+      if carry is None:
+        params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
+      else:
+        params, opt_state, carry = ckpt.restore(
+            start, ms.abstract_params, ms.abstract_opt_state,
+            checkpoint.abstract(carry, jax.tree.map(lambda x: x.sharding, carry)))
       print(f"Resumed from step {start} in {ckpt.dir}", flush=True)
     if start >= config.train.steps:
       print(f"Nothing to do: the workdir is already at step {start} >= train.steps.", flush=True)
@@ -285,11 +314,11 @@ def run(config, workdir):
       return
     eval_step = make_eval_step(ms, config, mesh, rule_table) if eval_data else None
     _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
-                params, opt_state, start, mesh, rule_table)
+                params, opt_state, start, mesh, rule_table, carry)
 
 
 def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
-                params, opt_state, start, mesh, rule_table):
+                params, opt_state, start, mesh, rule_table, carry=None):
   t = config.train
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
   batches = train_data.batches(t.batch_size, start, t.steps, jax.process_index(),
@@ -297,10 +326,12 @@ def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, ev
   tokens_per_step = t.batch_size * config.data.seq_len
   preemption = _Preemption()
   watch, last_logged = metrics_lib.Stopwatch(), start
+  carry = () if carry is None else (carry,)
   try:
     for step in range(start + 1, t.steps + 1):
       batch = parallel.host_to_global(next(batches), mesh, rule_table)
-      params, opt_state, m = train_step(params, opt_state, batch, jnp.int32(step - 1))
+      params, opt_state, m, *carry = train_step(params, opt_state, batch, jnp.int32(step - 1),
+                                                *carry)
       if step % t.log_every == 0 or step == t.steps:
         m = {k: float(v) for k, v in jax.device_get(m).items()}
         if not np.isfinite(m["loss"]):
@@ -315,9 +346,9 @@ def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, ev
       if eval_step and (step % t.eval_every == 0 or step == t.steps):
         writer.write(step, evaluate(eval_step, params, eval_data, config, mesh, rule_table))
       if step % t.checkpoint_every == 0 or step == t.steps:
-        ckpt.save(step, params, opt_state)
+        ckpt.save(step, params, opt_state, *carry)
       if preemption.should_stop(step):
-        ckpt.save(step, params, opt_state)
+        ckpt.save(step, params, opt_state, *carry)
         print(f"Preempted: saved step {step}; run the same command to resume.", flush=True)
         break
   finally:
@@ -343,11 +374,12 @@ def _process_slice(x):
   return x[jax.process_index() * n:(jax.process_index() + 1) * n]
 
 
-def _compile_only(train_step, ms, example_batch):
+def _compile_only(train_step, ms, example_batch, abstract_carry=None):
   """Lowers and compiles the step for the mesh and prints per-device memory."""
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), example_batch)
+  carry = () if abstract_carry is None else (abstract_carry,)
   compiled = train_step.lower(ms.abstract_params, ms.abstract_opt_state, batch,
-                              jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                              jax.ShapeDtypeStruct((), jnp.int32), *carry).compile()
   mem = compiled.memory_analysis()
   gib = lambda n: n / 2**30
   if mem is not None:

@@ -112,11 +112,16 @@ def test_dcn_axes_put_slices_outermost(eight_devices):
 
 
 def test_compile_only_prints_memory_and_does_not_train(tmp_path, tokenizer_dir):
+  from lm_jax import config
+  # The rules table can be overridden on the command line too (here: vocab not split).
+  rules = tuple((name, None if name == "vocab" else axes) for name, axes in config.DEFAULT_RULES)
   r = run_main(tmp_path, "--config.train.compile_only=True", f"--config.data.tokenizer={tokenizer_dir}",
                "--config.mesh.data=1", "--config.mesh.fsdp=4", "--config.mesh.tensor=2",
-               env=EIGHT_DEVICES)
+               f"--config.mesh.rules={rules!r}", env=EIGHT_DEVICES)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 2}" in r.stdout
+  printed = json.loads(r.stdout[r.stdout.index("{"):r.stdout.index("\n}\n") + 2])
+  assert ["vocab", None] in printed["mesh"]["rules"] and ["mlp", "tensor"] in printed["mesh"]["rules"]
   assert "Compiled. Per-device memory estimate:" in r.stdout
   assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
   assert not (tmp_path / "metrics.jsonl").exists()

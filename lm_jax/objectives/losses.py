@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lm_jax.objectives import sampled_softmax
+
 
 def weighted_cross_entropy(logits, labels, weights):
   """Mean token cross-entropy and accuracy over entries with weight > 0."""
@@ -92,3 +94,30 @@ def causal_lm(model, batch, key):
   out = model(batch["input_ids"], batch["segment_ids"], key=key)
   loss, accuracy = weighted_cross_entropy(out["logits"], batch["labels"], batch["weights"])
   return loss, dict(perplexity=jnp.exp(loss), accuracy=accuracy)
+
+
+def elmo_bilm(model, batch, key, carry=None):
+  """ELMo's loss: the mean of the forward and backward LMs' next-token losses.
+
+  Training (`key` given) uses the sampled softmax (`model.num_sampled`
+  negatives), evaluation (`key=None`) the full softmax, so eval perplexities
+  are exact. Without `carry` the LSTMs start from zeros and the result is
+  (loss, metrics); with it, from `carry` and (loss, (metrics, new carry)).
+  """
+  k_model, k_fwd, k_bwd = (None,) * 3 if key is None else jax.random.split(key, 3)
+  out = model(batch["chars"], batch["chars_reverse"], state=carry, key=k_model)
+  w, b = model.softmax.W[...], model.softmax.b[...]
+  metrics, total = {}, 0.0
+  for name, top, labels, k in (("forward", out["forward"][-1], batch["next_ids"], k_fwd),
+                               ("backward", out["backward"][-1], batch["next_ids_reverse"], k_bwd)):
+    x = top.reshape(-1, top.shape[-1])
+    if key is None:
+      losses = sampled_softmax.full_cross_entropy(x, labels.reshape(-1), w, b)
+    else:
+      losses = sampled_softmax.sampled_cross_entropy(x, labels.reshape(-1), w, b, k, model.num_sampled)
+    metrics[f"{name}_loss"] = losses.mean()
+    metrics[f"{name}_perplexity"] = jnp.exp(losses.mean())
+    total += losses.mean() / 2
+  if carry is None:
+    return total, metrics
+  return total, (metrics, jax.lax.stop_gradient(out["state"]))
