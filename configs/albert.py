@@ -6,9 +6,8 @@ r"""ALBERT pre-training (MLM + sentence-order prediction), variants tiny / base 
 
 tiny (CPU demo): embeddings 64 projected to hidden 128, one shared layer run
 4 times, seq 128, batch 32, 300 steps on the embedded Austen corpus.
-The
-300-step loss and speed are not measured yet; tests/test_encoders.py checks
-that a 30-step, hidden-64 version's MLM loss falls by more than 0.3.
+The 300-step loss and speed are not measured yet; tests/test_encoders.py
+checks that a 30-step, hidden-64 version's MLM loss falls by more than 0.3.
 
 ALBERT's two ideas are in the model: a factorised embedding (vocab x
 embedding_size, then embedding_size -> hidden_size) and one layer's
