@@ -4,7 +4,12 @@ r"""GPT-2 causal-LM pre-training, variants tiny / small / medium / large / xl.
   python -m lm_jax.generate --workdir=runs/gpt-tiny --prompt="Emma was"
 
 tiny (CPU demo): 2 layers, width 128, seq 128, batch 16, 300 steps on the
-embedded Austen corpus (documents packed, separated by [SEP]); MEASURED_LINE
+embedded Austen corpus (chapters packed into windows, separated by [SEP]).
+Measured: 1.5 minutes of CPU time with the tokenizer (8 minutes of wall time
+on 2 cores shared with other jobs, 1.4-2.7k tokens/s); the loss falls from
+~9.0 to ~5.3 and held-out (Persuasion) perplexity reaches ~260 with 14%
+next-token accuracy: common words and short phrases, no sense yet
+("Emma was not be a very much to be a very much to").
 
   python -m lm_jax.main --config=configs/gpt2.py:small --workdir=gs://bucket/gpt2 \
       --config.data.tfds_name=openwebtext

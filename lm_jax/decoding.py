@@ -107,7 +107,8 @@ class CausalLM(pretrained.Pretrained):
     return self(inputs)["hidden_states"]
 
   def generate(self, prompts, max_new_tokens=32, temperature=0.0, top_k=0, top_p=1.0, seed=0):
-    """Continues each prompt; returns texts (for text prompts) or id lists.
+    """Continues each prompt; returns the new text (for text prompts, to be
+    appended to the prompt as it is) or the new ids.
 
     temperature 0 is greedy; otherwise tokens are sampled from the top_k
     (0 = all) tokens within the top_p probability mass. Sampling is a
@@ -150,5 +151,10 @@ class CausalLM(pretrained.Pretrained):
         row = row[:row.index(self.tokenizer.sep_id)]
       out.append(row)
     if isinstance(prompts[0], str):
-      return [self.tokenizer.decode(row) for row in out]
+      return [self._continuation(prompt[1:], row) for prompt, row in zip(rows, out)]
     return out
+
+  def _continuation(self, prompt_ids, new_ids):
+    """The text `new_ids` add to the prompt's, with the space between them."""
+    before, after = self.tokenizer.decode(prompt_ids), self.tokenizer.decode(prompt_ids + new_ids)
+    return after[len(before):] if after.startswith(before) else self.tokenizer.decode(new_ids)

@@ -43,7 +43,7 @@ def main(argv):
                            temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
                            top_p=_TOP_P.value, seed=_SEED.value)
   for prompt, text in zip(_PROMPT.value, texts):
-    print(f"{prompt}{text if text.startswith(' ') else ' ' + text}", flush=True)
+    print(prompt + text, flush=True)
 
 
 if __name__ == "__main__":

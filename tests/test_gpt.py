@@ -73,7 +73,7 @@ def trained(tmp_path_factory, tokenizer_dir):
 def test_loss_falls_and_metrics(trained):
   train_losses, records = losses(trained)
   curve = [train_losses[s] for s in sorted(train_losses)]
-  assert len(curve) == 40 and np.mean(curve[-5:]) < np.mean(curve[:5]) - 1.5, curve
+  assert len(curve) == 40 and np.mean(curve[-5:]) < np.mean(curve[:5]) - 1.0, curve
   assert {"perplexity", "accuracy", "tokens_per_s", "grad_norm"} <= set(records[0])
   evals = [m for m in records if "eval_loss" in m]
   assert [m["step"] for m in evals] == [20, 40] and evals[1]["eval_loss"] < evals[0]["eval_loss"]
