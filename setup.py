@@ -23,6 +23,7 @@ setup(
         "tensorboardX>=2.6",
         "safetensors>=0.4.3",
         "tokenizers>=0.20",
+        "h5py>=3.10",         # ELMo export (bilm-tf weights.hdf5)
         "protobuf>=4.25",     # reading the sentencepiece model proto (tokenizer.json export)
     ],
     extras_require={

@@ -66,7 +66,7 @@ def base_config():
       tfds_data_dir="",
       max_documents=-1,        # read at most this many documents (-1 = all)
       seq_len=128,
-      tokenizer="",            # directory with spm.model to reuse; empty = train one
+      tokenizer="",            # tokenizer dir to reuse (spm.model, or HF tokenizer files); empty = train one
       mask_probability=0.15,
       max_predictions_per_seq=20,
       whole_word_masking=False,
@@ -106,6 +106,41 @@ def bert_model(**overrides):
   )
   m.update(overrides)
   return ml_collections.ConfigDict(m)
+
+
+def gpt2_model(**overrides):
+  """The `model` section for a GPT-2 decoder (HF GPT2Config names)."""
+  m = dict(
+      family="gpt2",
+      vocab_size=50257,
+      n_positions=1024,
+      n_embd=768,
+      n_layer=12,
+      n_head=12,
+      n_inner=-1,               # MLP width; -1 = 4 * n_embd (HF: None)
+      resid_pdrop=0.1,
+      embd_pdrop=0.1,
+      attn_pdrop=0.1,
+      layer_norm_epsilon=1e-5,
+      initializer_range=0.02,
+      dtype="float32",          # compute dtype; params stay float32
+      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
+      scan_layers=False,        # stack the layers and run them with lax.scan
+      remat="none",             # none | full | dots | dots_no_batch
+  )
+  m.update(overrides)
+  return ml_collections.ConfigDict(m)
+
+
+# Shared code reads a model's sizes under BertConfig's names; GPT2Config
+# spells them as on the right (transformers' GPT2Config.attribute_map).
+SIZE_ALIASES = dict(num_hidden_layers="n_layer", hidden_size="n_embd",
+                    num_attention_heads="n_head", max_position_embeddings="n_positions")
+
+
+def size(model_cfg, name):
+  """The model section's `name` (a BertConfig size name), under either spelling."""
+  return model_cfg[name] if name in model_cfg else model_cfg[SIZE_ALIASES[name]]
 
 
 def roberta_model(**overrides):
@@ -157,41 +192,6 @@ def _validate_encoder_variant(d, m):
            f"model.generator_hidden_size={m.generator_hidden_size} is not divisible by "
            f"model.generator_num_attention_heads={m.generator_num_attention_heads}; pick a "
            "head count that divides it.")
-
-
-def gpt2_model(**overrides):
-  """The `model` section for a GPT-2 decoder (HF GPT2Config names)."""
-  m = dict(
-      family="gpt2",
-      vocab_size=50257,
-      n_positions=1024,
-      n_embd=768,
-      n_layer=12,
-      n_head=12,
-      n_inner=-1,               # MLP width; -1 = 4 * n_embd (HF: None)
-      resid_pdrop=0.1,
-      embd_pdrop=0.1,
-      attn_pdrop=0.1,
-      layer_norm_epsilon=1e-5,
-      initializer_range=0.02,
-      dtype="float32",          # compute dtype; params stay float32
-      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
-      scan_layers=False,        # stack the layers and run them with lax.scan
-      remat="none",             # none | full | dots | dots_no_batch
-  )
-  m.update(overrides)
-  return ml_collections.ConfigDict(m)
-
-
-# Shared code reads a model's sizes under BertConfig's names; GPT2Config
-# spells them as on the right (transformers' GPT2Config.attribute_map).
-SIZE_ALIASES = dict(num_hidden_layers="n_layer", hidden_size="n_embd",
-                    num_attention_heads="n_head", max_position_embeddings="n_positions")
-
-
-def size(model_cfg, name):
-  """The model section's `name` (a BertConfig size name), under either spelling."""
-  return model_cfg[name] if name in model_cfg else model_cfg[SIZE_ALIASES[name]]
 
 
 def elmo_model(**overrides):

@@ -31,18 +31,17 @@ class Family:
   initial_carry: Any = None
 
 
-
 FAMILIES = {
     "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
-    "elmo": Family(elmo.ElmoBiLM, losses.elmo_bilm, elmo_data.ElmoExamples, vocab=elmo_vocab,
-                   initial_carry=elmo.initial_carry),
-    "gpt2": Family(gpt.GPT2LMHeadModel, losses.causal_lm, causal.CausalExamples),
     "roberta": Family(roberta.RobertaForMaskedLM, losses.masked_lm,
                       encoder_examples.FullSentenceExamples),
     "albert": Family(albert.AlbertForPreTraining, losses.albert_pretraining,
                      encoder_examples.SentenceOrderExamples),
     "electra": Family(electra.ElectraForPreTraining, losses.electra_pretraining,
                       encoder_examples.ReplacedTokenExamples),
+    "elmo": Family(elmo.ElmoBiLM, losses.elmo_bilm, elmo_data.ElmoExamples, vocab=elmo_vocab,
+                   initial_carry=elmo.initial_carry),
+    "gpt2": Family(gpt.GPT2LMHeadModel, losses.causal_lm, causal.CausalExamples),
 }
 
 

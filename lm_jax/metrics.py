@@ -39,8 +39,7 @@ class MetricsWriter:
     if not self.enabled:
       return
     eta = datetime.timedelta(seconds=int((self.total - step) / max(steps_per_s, 1e-9)))
-    shown = " | ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "mlm_accuracy", "nsp_accuracy", "sop_accuracy", "disc_accuracy",
-                                                         "perplexity", "accuracy",
+    shown = " | ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "mlm_accuracy", "nsp_accuracy", "sop_accuracy", "disc_accuracy", "perplexity", "accuracy",
                                                          "forward_perplexity", "backward_perplexity")
                        if k in metrics)
     print(f"step {step}/{self.total} | {shown} | {metrics['tokens_per_s'] / 1e3:.1f}k tok/s "

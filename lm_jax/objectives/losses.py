@@ -26,6 +26,13 @@ def bert_pretraining(model, batch, key):
   return mlm_loss + nsp_loss, metrics
 
 
+def causal_lm(model, batch, key):
+  """Next-token prediction on packed windows; padding has weight 0."""
+  out = model(batch["input_ids"], batch["segment_ids"], key=key)
+  loss, accuracy = weighted_cross_entropy(out["logits"], batch["labels"], batch["weights"])
+  return loss, dict(perplexity=jnp.exp(loss), accuracy=accuracy)
+
+
 def masked_lm(model, batch, key):
   """Masked LM alone (RoBERTa: no next-sentence objective)."""
   out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
@@ -87,13 +94,6 @@ def electra_pretraining(model, batch, key):
   metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, disc_loss=disc_loss,
                  disc_accuracy=disc_acc, replaced_fraction=(replaced * real).sum() / denom)
   return mlm_loss + model.discriminator_weight * disc_loss, metrics
-
-
-def causal_lm(model, batch, key):
-  """Next-token prediction on packed windows; padding has weight 0."""
-  out = model(batch["input_ids"], batch["segment_ids"], key=key)
-  loss, accuracy = weighted_cross_entropy(out["logits"], batch["labels"], batch["weights"])
-  return loss, dict(perplexity=jnp.exp(loss), accuracy=accuracy)
 
 
 def elmo_bilm(model, batch, key, carry=None):
