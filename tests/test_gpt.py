@@ -10,7 +10,6 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
