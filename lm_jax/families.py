@@ -7,7 +7,7 @@ Examples class (data/), a config file (configs/) and an HF name table
 import dataclasses
 from typing import Any
 
-from lm_jax.data import causal, pipeline
+from lm_jax.data import causal
 from lm_jax.data import encoder_examples
 from lm_jax.data import elmo_data, elmo_vocab
 from lm_jax.errors import UserError
@@ -32,7 +32,7 @@ class Family:
 
 
 FAMILIES = {
-    "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, pipeline.BertExamples),
+    "bert": Family(bert.BertForPreTraining, losses.bert_pretraining, encoder_examples.BertExamples),
     "roberta": Family(roberta.RobertaForMaskedLM, losses.masked_lm,
                       encoder_examples.FullSentenceExamples),
     "albert": Family(albert.AlbertForPreTraining, losses.albert_pretraining,

@@ -30,13 +30,18 @@ def tiny_config(tokenizer_dir=None, **overrides):
   c.data.update(seq_len=64, max_predictions_per_seq=10, tokenizer=tokenizer_dir or "")
   c.train.update(steps=20, batch_size=8, log_every=1, eval_every=10, eval_steps=2,
                  checkpoint_every=10, warmup_steps=5)
+  return override(c, overrides)
+
+
+def override(config, overrides):
+  """Sets dotted keys in a config, as --config.KEY=VALUE would; returns it."""
   for key, value in overrides.items():
-    node = c
     *parents, leaf = key.split(".")
+    node = config
     for p in parents:
       node = node[p]
     node[leaf] = value
-  return c
+  return config
 
 
 def cli_args(config_overrides):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from lm_jax.data import packing, pipeline, sources, tokenizer
+from lm_jax.data import encoder_examples, packing, sources, tokenizer
 from lm_jax.errors import UserError
 from lm_jax.objectives import masking
 
@@ -26,7 +26,7 @@ def tok(tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def data(tok):
-  return pipeline.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
+  return encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
 
 
 def test_embedded_corpus_holds_out_persuasion():
@@ -148,8 +148,8 @@ def test_whole_word_masking_masks_whole_words(tok):
 
 
 def test_batch_k_is_a_pure_function_of_seed_and_k(tok, data):
-  again = pipeline.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
-  other_seed = pipeline.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=1)
+  again = encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
+  other_seed = encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=1)
   b7 = data.global_batch(7, 16)
   for k, v in again.global_batch(7, 16).items():
     np.testing.assert_array_equal(v, b7[k])

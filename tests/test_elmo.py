@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 import lm_jax
-from conftest import REPO
+from conftest import REPO, override
 from lm_jax import config as config_lib, train
 from lm_jax.data import elmo_data, elmo_vocab, sources
 from lm_jax.errors import UserError
@@ -40,13 +40,7 @@ def elmo_config(**overrides):
   c.data.update(seq_len=10)
   c.train.update(steps=60, batch_size=16, learning_rate=3e-3, warmup_steps=5, log_every=1,
                  eval_every=30, eval_steps=2, checkpoint_every=30)
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return override(c, overrides)
 
 
 def read_metrics(workdir):

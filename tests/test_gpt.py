@@ -18,7 +18,7 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from conftest import REPO
+from conftest import REPO, override
 import lm_jax
 from lm_jax import config as config_lib, export, interop, train
 from lm_jax.data import causal, packing, tokenizer as tokenizer_lib
@@ -38,13 +38,7 @@ def gpt_config(tokenizer_dir, **overrides):
   from configs import gpt2
   c = gpt2.get_config("tiny")
   c.data.tokenizer = tokenizer_dir
-  for key, value in {**TINY, **overrides}.items():
-    *parents, leaf = key.split(".")
-    node = c
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return override(c, {**TINY, **overrides})
 
 
 def losses(workdir):

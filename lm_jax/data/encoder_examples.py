@@ -1,4 +1,4 @@
-"""Training examples of the BERT-family variants (RoBERTa, ALBERT, ELECTRA).
+"""Training examples of the BERT-family encoders (BERT, RoBERTa, ALBERT, ELECTRA).
 
 Each is a pipeline.Examples: example i is a pure function of (seed, i), its
 masks drawn anew per epoch (dynamic masking) by objectives/masking.
@@ -42,6 +42,24 @@ class _MaskedExamples(pipeline.Examples):
         whole_word=cfg.whole_word_masking)
     return dict(input_ids=masked, masked_positions=positions, masked_ids=ids,
                 masked_weights=weights)
+
+
+class BertExamples(_MaskedExamples):
+  """BERT's inputs: `[CLS] A [SEP] B [SEP]` sentence pairs for next-sentence
+  prediction (packing.sentence_pair), masked for MLM."""
+
+  def make_blocks(self):
+    return packing.make_blocks(self.corpus, self.cfg.seq_len - 3)
+
+  def example(self, i):
+    rng = np.random.default_rng((self.seed, i))
+    cfg = self.cfg
+    a, b, label = packing.sentence_pair(self.corpus, self.blocks[self.order[i]], rng,
+                                        cfg.seq_len - 3, cfg.nsp_probability)
+    input_ids, token_type_ids, attention_mask = packing.format_pair(a, b, self.tokenizer,
+                                                                    cfg.seq_len)
+    return dict(token_type_ids=token_type_ids, attention_mask=attention_mask,
+                **self.mask(input_ids, rng), nsp_labels=np.int32(label))
 
 
 class FullSentenceExamples(_MaskedExamples):
