@@ -84,6 +84,15 @@ def base_config():
   return c
 
 
+# How a Transformer runs, not what its parameters are; shared by its families.
+TRANSFORMER_RUNTIME = dict(
+    dtype="float32",          # compute dtype; params stay float32
+    attention="auto",         # auto | xla | cudnn (flash attention, GPU)
+    scan_layers=False,        # stack the layers and run them with lax.scan
+    remat="none",             # none | full | dots | dots_no_batch
+)
+
+
 def bert_model(**overrides):
   """The `model` section for a BERT encoder (HF BertConfig names)."""
   m = dict(
@@ -99,10 +108,7 @@ def bert_model(**overrides):
       attention_probs_dropout_prob=0.1,
       layer_norm_eps=1e-12,
       initializer_range=0.02,
-      dtype="float32",          # compute dtype; params stay float32
-      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
-      scan_layers=False,        # stack the layers and run them with lax.scan
-      remat="none",             # none | full | dots | dots_no_batch
+      **TRANSFORMER_RUNTIME,
   )
   m.update(overrides)
   return ml_collections.ConfigDict(m)
@@ -123,10 +129,7 @@ def gpt2_model(**overrides):
       attn_pdrop=0.1,
       layer_norm_epsilon=1e-5,
       initializer_range=0.02,
-      dtype="float32",          # compute dtype; params stay float32
-      attention="auto",         # auto | xla | cudnn (flash attention, GPU)
-      scan_layers=False,        # stack the layers and run them with lax.scan
-      remat="none",             # none | full | dots | dots_no_batch
+      **TRANSFORMER_RUNTIME,
   )
   m.update(overrides)
   return ml_collections.ConfigDict(m)

@@ -14,16 +14,23 @@ def weighted_cross_entropy(logits, labels, weights):
   return (losses * weights).sum() / denom, (correct * weights).sum() / denom
 
 
-def bert_pretraining(model, batch, key):
-  """Masked LM over the masked positions + next-sentence prediction."""
+def _mlm_and_sentence_task(model, batch, key, task):
+  """Masked LM + a two-way sentence-level task (`task`: "nsp" or "sop")."""
   out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
               masked_positions=batch["masked_positions"], key=key)
   mlm_loss, mlm_acc = weighted_cross_entropy(out["mlm_logits"], batch["masked_ids"],
                                              batch["masked_weights"])
-  nsp_loss, nsp_acc = weighted_cross_entropy(out["nsp_logits"], batch["nsp_labels"],
-                                             jnp.ones_like(batch["nsp_labels"], jnp.float32))
-  metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, nsp_loss=nsp_loss, nsp_accuracy=nsp_acc)
-  return mlm_loss + nsp_loss, metrics
+  labels = batch[f"{task}_labels"]
+  task_loss, task_acc = weighted_cross_entropy(out[f"{task}_logits"], labels,
+                                               jnp.ones_like(labels, jnp.float32))
+  metrics = {"mlm_loss": mlm_loss, "mlm_accuracy": mlm_acc, f"{task}_loss": task_loss,
+             f"{task}_accuracy": task_acc}
+  return mlm_loss + task_loss, metrics
+
+
+def bert_pretraining(model, batch, key):
+  """Masked LM over the masked positions + next-sentence prediction."""
+  return _mlm_and_sentence_task(model, batch, key, "nsp")
 
 
 def causal_lm(model, batch, key):
@@ -44,14 +51,7 @@ def masked_lm(model, batch, key):
 
 def albert_pretraining(model, batch, key):
   """Masked LM + sentence-order prediction (label 1 = the two segments swapped)."""
-  out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-              masked_positions=batch["masked_positions"], key=key)
-  mlm_loss, mlm_acc = weighted_cross_entropy(out["mlm_logits"], batch["masked_ids"],
-                                             batch["masked_weights"])
-  sop_loss, sop_acc = weighted_cross_entropy(out["sop_logits"], batch["sop_labels"],
-                                             jnp.ones_like(batch["sop_labels"], jnp.float32))
-  metrics = dict(mlm_loss=mlm_loss, mlm_accuracy=mlm_acc, sop_loss=sop_loss, sop_accuracy=sop_acc)
-  return mlm_loss + sop_loss, metrics
+  return _mlm_and_sentence_task(model, batch, key, "sop")
 
 
 def _put(ids, positions, values, weights):
