@@ -80,7 +80,37 @@ def base_config():
       rules=DEFAULT_RULES,
   ))
 
-  c.init = ml_collections.ConfigDict(dict(from_hf=""))
+  c.init = ml_collections.ConfigDict(dict(
+      from_hf="",        # an HF model directory: its architecture and weights
+      from_workdir="",   # an lm_jax pre-training workdir: its encoder (fine-tuning)
+  ))
+  return c
+
+
+TASKS = ("sequence_classification", "token_classification")
+LONG_DOCUMENT = ("truncate", "head_tail", "sliding_window")
+
+
+def finetune_config(model, task, labels):
+  """base_config() for fine-tuning `model` (a model section; replaced by the
+  encoder of init.from_workdir / init.from_hf when given) on a labelled task.
+
+  `labels` names the classes (or tags); a single name means regression.
+  """
+  c = base_config()
+  c.model = model
+  c.model.update(task=task, labels=tuple(labels))
+  c.data.update(
+      text_keys="sentence",      # the text column; two comma-separated for pairs
+      label_key="label",
+      long_document="truncate",  # truncate | head_tail | sliding_window (data/labelled.py)
+      window_stride=-1,          # sliding_window: pieces between window starts; -1 = half a window
+  )
+  c.train.update(steps=1000, batch_size=32, learning_rate=2e-5, warmup_steps=100,
+                 weight_decay=0.01, log_every=50, eval_every=500, checkpoint_every=500,
+                 keep_checkpoints=1,
+                 seeds=1)            # runs with seeds seed, seed+1, ...; reports the medians
+  c.data.tokenizer = ""  # from the init source; set it to fine-tune from scratch
   return c
 
 
@@ -91,6 +121,12 @@ TRANSFORMER_RUNTIME = dict(
     scan_layers=False,        # stack the layers and run them with lax.scan
     remat="none",             # none | full | dots | dots_no_batch
 )
+
+
+# Model keys that may change between invocations on one workdir: they change
+# how the model runs, not what its parameters are.
+RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob", "classifier_dropout_prob",
+                      "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
 def bert_model(**overrides):
@@ -244,6 +280,30 @@ def _validate_elmo(c):
   _check(not c.init.from_hf, "ELMo cannot start from a HuggingFace model; leave init.from_hf empty.")
 
 
+def _validate_task(c):
+  """The checks of a fine-tuning config."""
+  m, d, i = c.model, c.data, c.init
+  _check(m.task in TASKS, f"model.task={m.task!r} is not one of {TASKS}.")
+  _check(m.family in ("bert", "roberta", "electra"),
+         f"Fine-tuning heads exist for bert, roberta and electra, not model.family={m.family!r}.")
+  _check(len(m.labels) >= (2 if m.task == "token_classification" else 1),
+         "model.labels must name the classes (one name = regression; token tasks need two or more).")
+  keys = [k for k in d.text_keys.split(",") if k.strip()]
+  _check(1 <= len(keys) <= (1 if m.task == "token_classification" else 2),
+         f"data.text_keys={d.text_keys!r} must name one text column (or two, comma-separated, "
+         "for sentence pairs).")
+  _check(d.long_document in LONG_DOCUMENT,
+         f"data.long_document={d.long_document!r} is not one of {LONG_DOCUMENT}.")
+  _check(d.long_document == "truncate" or (len(keys) == 1 and m.task == "sequence_classification"),
+         f"data.long_document={d.long_document!r} applies to single texts of sequence tasks; "
+         "use truncate for sentence pairs and token tasks.")
+  _check(c.train.seeds >= 1, f"train.seeds={c.train.seeds} must be at least 1.")
+  _check(not (i.from_hf and i.from_workdir), "Set only one of init.from_hf and init.from_workdir.")
+  _check(bool(i.from_hf or i.from_workdir or d.tokenizer),
+         "Fine-tuning needs a tokenizer: set init.from_workdir or init.from_hf, or data.tokenizer "
+         "to train from a random initialisation.")
+
+
 def _check(ok, message):
   if not ok:
     raise UserError(message)
@@ -265,6 +325,8 @@ def validate(c):
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
   if m.family == "elmo":  # a biLSTM: no positions, heads or masking to check
     return _validate_elmo(c)
+  if m.get("task"):
+    _validate_task(c)
   _check(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8.")
   positions_key = "max_position_embeddings" if "max_position_embeddings" in m else "n_positions"
   _check(d.seq_len <= m[positions_key],

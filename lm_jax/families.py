@@ -1,5 +1,8 @@
 """Model families: the parts each `model.family` is made of, in one table.
 
+Fine-tuning tasks (`model.task`) have entries of their own in TASKS: the
+same parts, with the family's encoder under a task head.
+
 A new family brings a model module (models/), a loss (objectives/), an
 Examples class (data/), a config file (configs/) and an HF name table
 (interop/), and is added here with one line.
@@ -10,10 +13,11 @@ from typing import Any
 from lm_jax.data import causal
 from lm_jax.data import encoder_examples
 from lm_jax.data import elmo_data, elmo_vocab
+from lm_jax.data import labelled
 from lm_jax.errors import UserError
 from lm_jax.models import bert, gpt
 from lm_jax.models import albert, electra, roberta
-from lm_jax.models import elmo
+from lm_jax.models import classifiers, elmo
 from lm_jax.objectives import losses
 
 
@@ -45,18 +49,35 @@ FAMILIES = {
 }
 
 
-def get(name):
-  if name not in FAMILIES:
-    raise UserError(f"model.family={name!r} is not one of {sorted(FAMILIES)}; "
+# Fine-tuning: examples are built as examples(records, tokenizer, data_cfg, seed, labels).
+TASKS = {
+    classifiers.SEQUENCE: Family(classifiers.Classifier, losses.classification,
+                                 labelled.SequenceExamples),
+    classifiers.TOKEN: Family(classifiers.Classifier, losses.classification,
+                              labelled.TokenExamples),
+}
+
+
+def get(model_cfg):
+  """The parts of the model a `model` config section describes: a pre-training
+  family, or a fine-tuning task (model.task) on one."""
+  if model_cfg.get("task"):
+    if model_cfg.task not in TASKS:
+      raise UserError(f"model.task={model_cfg.task!r} is not one of {sorted(TASKS)}.")
+    return TASKS[model_cfg.task]
+  if model_cfg.family not in FAMILIES:
+    raise UserError(f"model.family={model_cfg.family!r} is not one of {sorted(FAMILIES)}; "
                     "fix the config's model section.")
-  return FAMILIES[name]
+  return FAMILIES[model_cfg.family]
 
 
 def build_model(model_cfg, *, rngs):
-  """The model named by `model_cfg.family`, built from the `model` config section."""
-  return get(model_cfg.family).model(model_cfg, rngs=rngs)
+  """The model the `model` config section describes."""
+  return get(model_cfg).model(model_cfg, rngs=rngs)
 
 
 def make_examples(model_cfg, documents, tokenizer, data_cfg, seed):
-  """The family's random-access training examples over `documents`."""
-  return get(model_cfg.family).examples(documents, tokenizer, data_cfg, seed)
+  """Random-access training examples over `documents` (labelled records when fine-tuning)."""
+  if model_cfg.get("task"):
+    return get(model_cfg).examples(documents, tokenizer, data_cfg, seed, model_cfg.labels)
+  return get(model_cfg).examples(documents, tokenizer, data_cfg, seed)

@@ -45,6 +45,11 @@ class MetricsWriter:
     print(f"step {step}/{self.total} | {shown} | {metrics['tokens_per_s'] / 1e3:.1f}k tok/s "
           f"| ETA {eta}", flush=True)
 
+  def eval_line(self, step, metrics):
+    if self.enabled:
+      print(f"eval at step {step} | " + " | ".join(f"{k[5:]} {v:.4g}" for k, v in metrics.items()),
+            flush=True)
+
   def close(self):
     if self.tb is not None:
       self.tb.close()

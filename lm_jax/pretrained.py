@@ -8,6 +8,10 @@ output, or a BERT saved by transformers' save_pretrained).
     model.fill_mask("She was the [MASK] of the two daughters.")
     hidden = model.hidden_states(["Some text.", "Another."])
 
+A fine-tuned run or HF classifier gives a `Classifier`:
+
+    lm_jax.load("runs/sst2").predict(["A delightful film."])   # [("positive", 0.97)]
+
 An ELMo run gives an `ElmoPretrained` instead:
 
     elmo = lm_jax.load("runs/elmo_tiny")
@@ -122,10 +126,29 @@ class Pretrained:
     return result
 
 
+class Classifier(Pretrained):
+  """A fine-tuned model (model.task): `logits` and, for sequence tasks, `predict`."""
+
+  def logits(self, inputs):
+    """[batch, labels] (sequence tasks) or [batch, length, labels] (token tasks)."""
+    return self(inputs)["logits"]
+
+  def predict(self, texts):
+    """Per text: (label, probability) of the most likely class, or the score (regression)."""
+    if self.config.model.task != "sequence_classification":
+      raise UserError("predict() is for sequence tasks; use logits() for token classification.")
+    logits, labels = self.logits(texts), self.config.model.labels
+    if len(labels) == 1:
+      return [float(x) for x in logits[:, 0]]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return [(labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(-1))]
+
+
 def run_tokenizer(config, workdir):
   """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt)."""
   directory = os.path.join(workdir, "tokenizer")
-  vocab = families.get(config.model.family).vocab
+  vocab = families.get(config.model).vocab
   return vocab.load(config, directory) if vocab else tokenizer_lib.load(directory)
 
 
@@ -183,6 +206,8 @@ def load(path, step=None):
 def inference_class(model_cfg):
   """What `load` returns for the family: Pretrained (encoders) or, for
   decoders, decoding.CausalLM (logits and text generation)."""
+  if model_cfg.get("task"):
+    return Classifier
   if model_cfg.family == "elmo":
     return ElmoPretrained
   if model_cfg.family == "gpt2":

@@ -16,14 +16,11 @@ import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, families, interop, metrics as metrics_lib, parallel
-from lm_jax.data import packing, sources, tokenizer as tokenizer_lib
+from lm_jax import checkpoint, config as config_lib, families, finetune, interop
+from lm_jax import metrics as metrics_lib, parallel
+from lm_jax.data import labelled, packing, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
-# Model keys that may change between invocations on one workdir: they change
-# how the model runs, not what its parameters are.
-RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob", "classifier_dropout_prob",
-                      "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +93,7 @@ class ModelState:
 def make_train_step(ms, config, mesh, rule_table):
   """The jitted step (params, opt_state, batch, step[, carry]) -> (params, opt_state,
   metrics[, carry]); the carry is the family's recurrent state, when it has one."""
-  loss_fn = families.get(config.model.family).loss
+  loss_fn = families.get(config.model).loss
   accum = config.train.grad_accum_steps
   base_key = jax.random.key(config.seed)
   batch_sh = parallel.batch_sharding(mesh, rule_table)
@@ -147,7 +144,7 @@ def make_train_step(ms, config, mesh, rule_table):
 def initial_carry(config, mesh=None, rule_table=None):
   """The family's zero recurrent state for a train batch (sharded like the batch when
   a mesh is given; abstract shapes without one), or None: batches are independent."""
-  make = families.get(config.model.family).initial_carry
+  make = families.get(config.model).initial_carry
   if make is None:
     return None
   fn = lambda: make(config, config.train.batch_size)
@@ -157,7 +154,7 @@ def initial_carry(config, mesh=None, rule_table=None):
 
 
 def make_eval_step(ms, config, mesh, rule_table):
-  loss_fn = families.get(config.model.family).loss
+  loss_fn = families.get(config.model).loss
 
   def eval_step(params, batch):
     loss, m = loss_fn(ms.model(params), batch, None)
@@ -172,7 +169,7 @@ def make_eval_step(ms, config, mesh, rule_table):
 # ---------------------------------------------------------------------------
 
 def _architecture(model_cfg):
-  return {k: v for k, v in model_cfg.to_dict().items() if k not in RUNTIME_MODEL_KEYS}
+  return {k: v for k, v in model_cfg.to_dict().items() if k not in config_lib.RUNTIME_MODEL_KEYS}
 
 
 def prepare_workdir(config, workdir):
@@ -183,7 +180,7 @@ def prepare_workdir(config, workdir):
       old = json.load(f).get("model", {})
     new = _architecture(config.model)
     diff = sorted(k for k in set(old) | set(new)
-                  if k not in RUNTIME_MODEL_KEYS and old.get(k) != new.get(k))
+                  if k not in config_lib.RUNTIME_MODEL_KEYS and old.get(k) != new.get(k))
     if diff:
       k = diff[0]
       raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
@@ -198,12 +195,14 @@ def prepare_workdir(config, workdir):
 
 def load_or_train_tokenizer(config, workdir, train_docs):
   """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
-  of init.from_hf's), or a new one."""
+  of init.from_hf's or init.from_workdir's), or a new one."""
   own = os.path.join(workdir, "tokenizer")
-  vocab = families.get(config.model.family).vocab  # the family's own, else sentencepiece
+  vocab = families.get(config.model).vocab  # the family's own, else sentencepiece
   if not (vocab.exists(own) if vocab else tokenizer_lib.exists(own)):
     if jax.process_index() == 0:
-      source = config.data.tokenizer or config.init.from_hf
+      pretrained_run = config.init.get("from_workdir")
+      source = (config.data.tokenizer or config.init.from_hf
+                or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
       if vocab:
         vocab.create(config, own, train_docs)
       elif source:
@@ -257,9 +256,15 @@ class _Preemption:
 
 
 def run(config, workdir):
-  """Pre-trains the model the config names, in (or resuming in) `workdir`."""
+  """Pre-trains (or, with model.task, fine-tunes) the model the config names,
+  in (or resuming in) `workdir`."""
+  task = config.model.get("task")
+  if task and config.train.seeds > 1:
+    return finetune.run_seeds(config, workdir, run)
   if config.init.from_hf:
     config = interop.with_hf_model(config)  # the architecture comes from its config.json
+  elif config.init.get("from_workdir"):
+    config = finetune.with_pretrained_model(config)  # ... from the pre-training run's
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh(config.mesh)
@@ -276,10 +281,11 @@ def run(config, workdir):
   print(parallel.layout(mesh), flush=True)  # every process: who is who
 
   # ---- Tokenizer and data ------------------------------------------------
-  train_docs = sources.documents(config.data, "train")
+  read = labelled.records if task else sources.documents
+  train_docs = read(config.data, "train")
   tok = load_or_train_tokenizer(config, workdir, train_docs)
   train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
-  eval_docs = sources.documents(config.data, "eval") if config.train.eval_every else []
+  eval_docs = read(config.data, "eval") if config.train.eval_every else []
   eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
                                       config.seed + 1) if eval_docs else None)
 
@@ -300,6 +306,9 @@ def run(config, workdir):
       params, opt_state = ms.init(config.seed)
       if config.init.from_hf:  # Adam's fresh state does not depend on the values
         params = interop.load_params(config.init.from_hf, config.model, params)
+      elif config.init.get("from_workdir"):
+        params = finetune.load_encoder(config.init.from_workdir, params,
+                                       lambda c: ModelState(c, mesh, rule_table))
     else:
       if carry is None:
         params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
@@ -312,12 +321,21 @@ def run(config, workdir):
       print(f"Nothing to do: the workdir is already at step {start} >= train.steps.", flush=True)
       ckpt.close()
       return
-    eval_step = make_eval_step(ms, config, mesh, rule_table) if eval_data else None
-    _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
-                params, opt_state, start, mesh, rule_table, carry)
+    _train_loop(config, workdir, ckpt, train_step, _evaluator(ms, config, mesh, rule_table, eval_data),
+                train_data, params, opt_state, start, mesh, rule_table, carry)
 
 
-def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, eval_data,
+def _evaluator(ms, config, mesh, rule_table, eval_data):
+  """evaluator(params) -> {eval_<metric>: value}, or None without evaluation data."""
+  if eval_data is None:
+    return None
+  if config.model.get("task"):
+    return finetune.Evaluator(ms, config, mesh, rule_table, eval_data)
+  eval_step = make_eval_step(ms, config, mesh, rule_table)
+  return lambda params: evaluate(eval_step, params, eval_data, config, mesh, rule_table)
+
+
+def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
                 params, opt_state, start, mesh, rule_table, carry=None):
   t = config.train
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
@@ -343,8 +361,10 @@ def _train_loop(config, workdir, ms, ckpt, train_step, eval_step, train_data, ev
         last_logged = step
         writer.write(step, m)
         writer.progress(step, m, steps_per_s)
-      if eval_step and (step % t.eval_every == 0 or step == t.steps):
-        writer.write(step, evaluate(eval_step, params, eval_data, config, mesh, rule_table))
+      if evaluator and (step % t.eval_every == 0 or step == t.steps):
+        m = evaluator(params)
+        writer.write(step, m)
+        writer.eval_line(step, m)
       if step % t.checkpoint_every == 0 or step == t.steps:
         ckpt.save(step, params, opt_state, *carry)
       if preemption.should_stop(step):
@@ -362,16 +382,11 @@ def evaluate(eval_step, params, eval_data, config, mesh, rule_table):
   totals = {}
   for k in range(config.train.eval_steps):
     local = eval_data.global_batch(k, config.train.batch_size // config.train.grad_accum_steps)
-    local = {n: _process_slice(v) for n, v in local.items()}
+    local = {n: parallel.process_slice(v) for n, v in local.items()}
     m = jax.device_get(eval_step(params, parallel.host_to_global(local, mesh, rule_table)))
     for n, v in m.items():
       totals[n] = totals.get(n, 0.0) + float(v) / config.train.eval_steps
   return {f"eval_{n}": v for n, v in totals.items()}
-
-
-def _process_slice(x):
-  n = len(x) // jax.process_count()
-  return x[jax.process_index() * n:(jax.process_index() + 1) * n]
 
 
 def _compile_only(train_step, ms, example_batch, abstract_carry=None):

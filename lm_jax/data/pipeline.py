@@ -27,7 +27,7 @@ class Examples:
 
   def global_batch(self, step, batch_size):
     """Global batch `step` built in one process (evaluation, tests, tools)."""
-    return _stack([self.example(step * batch_size + r) for r in range(batch_size)])
+    return stack([self.example(step * batch_size + r) for r in range(batch_size)])
 
   def batches(self, batch_size, start_step, end_step, process_index=0, process_count=1,
               threads=2):
@@ -43,10 +43,10 @@ class Examples:
 
     ds = (grain.MapDataset.range(start_step * local, end_step * local)
           .map(lambda j: self.example(global_index(j)))
-          .batch(local, batch_fn=_stack))
+          .batch(local, batch_fn=stack))
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                                      prefetch_buffer_size=4 * threads)))
 
 
-def _stack(examples):
+def stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}

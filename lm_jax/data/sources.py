@@ -21,7 +21,7 @@ EVAL_NOVELS = ("austen_persuasion",)
 _CHAPTER = re.compile(r"^\s*chapter\b.*$", re.IGNORECASE | re.MULTILINE)
 
 
-def _read_text(path):
+def read_text(path):
   opener = gzip.open if path.endswith(".gz") else open
   with opener(path, "rt", encoding="utf-8") as f:
     return f.read()
@@ -39,21 +39,26 @@ def embedded_documents(split):
     held_out = os.path.basename(path).split(".")[0] in EVAL_NOVELS
     if held_out != (split == "eval"):
       continue
-    for chapter in _CHAPTER.split(_read_text(path))[1:]:  # [0] is the title page
+    for chapter in _CHAPTER.split(read_text(path))[1:]:  # [0] is the title page
       doc = "\n".join(_paragraphs(chapter))
       if doc:
         docs.append(doc)
   return docs
 
 
-def file_documents(pattern):
-  """Documents from local files matching a glob (see module docstring)."""
+def matching_files(pattern, key="data.files"):
+  """The files matching a glob, sorted; one UserError when there is none."""
   paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
   if not paths:
-    raise UserError(f"No files match data.files={pattern!r}; check the path or glob.")
+    raise UserError(f"No files match {key}={pattern!r}; check the path or glob.")
+  return paths
+
+
+def file_documents(pattern):
+  """Documents from local files matching a glob (see module docstring)."""
   docs = []
-  for path in paths:
-    text = _read_text(path)
+  for path in matching_files(pattern):
+    text = read_text(path)
     if path.endswith((".jsonl", ".jsonl.gz")):
       for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -78,15 +83,20 @@ def _hide_gpus_from_tensorflow():
   tf.config.set_visible_devices([], "GPU")
 
 
-def tfds_documents(name, split, text_key="text", data_dir=None, max_documents=-1):
-  """Documents from a tensorflow-datasets dataset (random-access data source)."""
+def tfds_source(name, split, data_dir=None):
+  """A tensorflow-datasets split as a random-access source of dicts (no TensorFlow)."""
   _hide_gpus_from_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+    return tfds.data_source(name, split=split, data_dir=data_dir or None)
   except Exception as e:  # tfds raises many types: not found, not prepared, ...
     raise UserError(f"Could not open tensorflow-datasets {name!r} split {split!r} ({e}); "
                     "prepare it with `tfds build` or check data.tfds_name.") from None
+
+
+def tfds_documents(name, split, text_key="text", data_dir=None, max_documents=-1):
+  """Documents from a tensorflow-datasets dataset (random-access data source)."""
+  source = tfds_source(name, split, data_dir)
   n = len(source) if max_documents < 0 else min(len(source), max_documents)
   docs = []
   for i in range(n):

@@ -15,7 +15,7 @@ from lm_jax import config as config_lib
 from lm_jax.data import hf_tokenizer
 from lm_jax.errors import UserError
 from lm_jax.interop import bert, gpt2, hf
-from lm_jax.interop import albert, electra, roberta
+from lm_jax.interop import albert, classifiers, electra, roberta
 
 FAMILIES = {module.FAMILY: module for module in (bert, albert, electra, roberta, gpt2)}
 _BY_MODEL_TYPE = {module.MODEL_TYPE: module for module in FAMILIES.values()}
@@ -61,6 +61,10 @@ def model_config(hf_dir, base=None):
   if base is not None:
     model.update({k: v for k, v in base.items() if k in model and k != "family"})
   model.update(family.model_config(hf_config, hf_dir))
+  # A fine-tuning config keeps its task; inference on a classifier takes the directory's.
+  task = ({k: base[k] for k in ("task", "labels")} if base is not None and base.get("task")
+          else classifiers.task_keys(hf_config) if base is None else {})
+  model.update(task)
   return model
 
 
@@ -74,9 +78,9 @@ def with_hf_model(config):
 def load_params(hf_dir, model_cfg, init_params):
   """`init_params` (fresh, sharded) with the weights of the HF model in `hf_dir`."""
   family = _family_of_model(model_cfg)
-  if hasattr(family, "parts"):
+  if hasattr(family, "parts") and not model_cfg.get("task"):
     return _load_parts(hf_dir, family.parts(model_cfg), model_cfg, init_params)
-  params, notes = hf.import_params(hf_dir, family.TABLE, init_params,
+  params, notes = hf.import_params(hf_dir, _table(family, model_cfg), init_params,
                                    config_lib.size(model_cfg, "num_hidden_layers"),
                                    model_cfg.scan_layers)
   for note in notes:
@@ -84,19 +88,26 @@ def load_params(hf_dir, model_cfg, init_params):
   return params
 
 
+def _table(family, model_cfg):
+  """The name table of a single-directory model: a classifier's, else the family's."""
+  return classifiers.table(model_cfg) if model_cfg.get("task") else family.TABLE
+
+
 def save_pretrained(out_dir, model_cfg, params, tokenizer, dtype="float32"):
   """Writes an HF directory: model.safetensors, config.json, tokenizer files."""
   if dtype not in DTYPES:
     raise UserError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
   family = _family_of_model(model_cfg)
-  if hasattr(family, "parts"):
+  task = model_cfg.get("task")
+  if hasattr(family, "parts") and not task:
     return _save_parts(out_dir, family.parts(model_cfg), model_cfg, params, tokenizer, dtype)
   os.makedirs(out_dir, exist_ok=True)
-  hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), family.TABLE, params,
+  hf.export_params(os.path.join(out_dir, hf.SAFETENSORS_FILE), _table(family, model_cfg), params,
                    config_lib.size(model_cfg, "num_hidden_layers"), model_cfg.scan_layers,
                    DTYPES[dtype])
+  hf_config = (classifiers.hf_config if task else family.hf_config)(model_cfg, tokenizer, dtype)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump(family.hf_config(model_cfg, tokenizer, dtype), f, indent=2, sort_keys=True)
+    json.dump(hf_config, f, indent=2, sort_keys=True)
   if hasattr(family, "save_tokenizer"):  # a family with its own special-token layout (gpt2)
     family.save_tokenizer(tokenizer, out_dir, model_cfg)
   else:

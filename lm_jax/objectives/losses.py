@@ -121,3 +121,18 @@ def elmo_bilm(model, batch, key, carry=None):
   if carry is None:
     return total, metrics
   return total, (metrics, jax.lax.stop_gradient(out["state"]))
+
+
+def classification(model, batch, key):
+  """Fine-tuning: cross-entropy over the classes, or the squared error when the
+  head has one output (regression), at entries with weight > 0: every example
+  of a sequence task, the first piece of each word of a token task."""
+  logits = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                 key=key)["logits"]
+  weights = batch["weights"]
+  if logits.shape[-1] == 1:
+    denom = jnp.maximum(weights.sum(), 1e-8)
+    loss = (jnp.square(logits[..., 0] - batch["labels"]) * weights).sum() / denom
+    return loss, dict(mse=loss)
+  loss, accuracy = weighted_cross_entropy(logits, batch["labels"], weights)
+  return loss, dict(accuracy=accuracy)
