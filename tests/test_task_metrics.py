@@ -61,6 +61,9 @@ def test_pearson_and_spearman_with_ties():
 def test_correlations_constant_side_is_zero():
   assert tm.pearson([1, 1, 1], [1, 2, 3]) == 0.0
   assert tm.spearman([1, 2, 3], [5, 5, 5]) == 0.0
+  # The float64 mean of [0.1] * 3 is not 0.1; the result must still be exactly 0.
+  assert tm.pearson([0.1] * 3, [0.3, 0.5, 0.9]) == 0.0
+  assert tm.regression_metrics([0.3, 0.5, 0.9], [0.1] * 3)["pearson"] == 0.0
 
 
 def test_entity_f1_conlleval_rules():

@@ -56,8 +56,8 @@ def pearson(labels, predictions):
   """Pearson correlation; 0.0 when either side is constant (as GLUE reports NaN as 0)."""
   x = np.asarray(labels, np.float64).ravel()
   y = np.asarray(predictions, np.float64).ravel()
-  if x.size == 0:
-    return 0.0
+  if x.size == 0 or x.min() == x.max() or y.min() == y.max():
+    return 0.0  # checked exactly: the float mean of equal values can miss them by an ulp
   x, y = x - x.mean(), y - y.mean()
   return _ratio(x @ y, np.sqrt((x @ x) * (y @ y)))
 
