@@ -37,29 +37,37 @@ def data(tmp_path_factory):
   return reviews.write(str(tmp_path_factory.mktemp("reviews")))
 
 
+# A tiny BERT small enough to get past MLM's unigram plateau in ~1 minute on 2 cores.
+SMALL = ["--config.model.hidden_size=64", "--config.model.intermediate_size=256",
+         "--config.data.seq_len=32"]
+
+
 @pytest.fixture(scope="module")
-def pretrained_run(data, tmp_path_factory):
+def pretrained_run(data, tokenizer_dir, tmp_path_factory):
   """A tiny BERT pre-trained with MLM + NSP on the unlabelled reviews."""
   workdir = str(tmp_path_factory.mktemp("reviews_lm"))
-  ok(run("bert_base.py:tiny", workdir, f"--config.data.files={data['unlabelled']}",
-         "--config.model.vocab_size=400", "--config.data.seq_len=64",
-         "--config.train.steps=400", "--config.train.eval_every=0",
-         "--config.train.checkpoint_every=400", "--config.train.log_every=100"))
+  ok(run("bert_base.py:tiny", workdir, *SMALL, f"--config.data.files={data['unlabelled']}",
+         f"--config.data.tokenizer={tokenizer_dir}", "--config.data.max_predictions_per_seq=6",
+         "--config.train.learning_rate=2e-3", "--config.train.steps=2000",
+         "--config.train.eval_every=0", "--config.train.checkpoint_every=2000",
+         "--config.train.log_every=500"))
   return workdir
 
 
-def test_pretrained_encoder_beats_random_initialisation(data, pretrained_run, tmp_path):
+def test_pretrained_encoder_beats_random_initialisation(data, pretrained_run, tokenizer_dir,
+                                                        tmp_path):
   """The test reviews use opinion words the labelled ones never do: only the
-  pre-trained encoder has seen them (lm_jax/data/reviews.py)."""
-  common = [f"--config.data.files={data['train']}", f"--config.data.eval_files={data['test']}"]
+  pre-trained encoder has met them (lm_jax/data/reviews.py)."""
+  common = [*SMALL, f"--config.data.files={data['train']}",
+            f"--config.data.eval_files={data['test']}", "--config.train.steps=100"]
   ok(run("finetune_reviews.py", tmp_path / "pre", *common,
          f"--config.init.from_workdir={pretrained_run}"))
-  ok(run("finetune_reviews.py", tmp_path / "scratch", *common, "--config.model.vocab_size=400",
-         f"--config.data.tokenizer={pretrained_run}/tokenizer"))
+  ok(run("finetune_reviews.py", tmp_path / "scratch", *common,
+         f"--config.data.tokenizer={tokenizer_dir}"))
   pre, scratch = final_eval(tmp_path / "pre"), final_eval(tmp_path / "scratch")
   print("pre-trained", pre, "scratch", scratch)
-  assert pre["eval_accuracy"] >= scratch["eval_accuracy"] + 0.1
-  assert pre["eval_accuracy"] >= 0.75
+  assert pre["eval_accuracy"] >= 0.9
+  assert pre["eval_accuracy"] >= scratch["eval_accuracy"] + 0.2
   assert {"eval_f1", "eval_mcc", "eval_loss"} <= set(pre)
 
 
@@ -75,30 +83,29 @@ def test_split_document_covers_long_documents():
   assert labelled.split_document(ids[:10], 62, "sliding_window", 31) == [ids[:10]]
 
 
-def test_sliding_window_reads_documents_longer_than_seq_len(data, tokenizer_dir, tmp_path):
-  """Long reviews give their verdict at the end, past the first window."""
-  common = ["--config.model.vocab_size=8000", f"--config.data.tokenizer={tokenizer_dir}",
+def test_sliding_window_reads_documents_longer_than_seq_len(data, pretrained_run, tmp_path):
+  """Long reviews (~250 words) give their verdict at the end, past the first window."""
+  common = [f"--config.init.from_workdir={pretrained_run}",
             f"--config.data.files={data['long_train']}",
-            f"--config.data.eval_files={data['long_test']}", "--config.train.steps=100"]
+            f"--config.data.eval_files={data['long_test']}"]
   ok(run("finetune_reviews.py:long", tmp_path / "window", *common))
   ok(run("finetune_reviews.py:long", tmp_path / "truncate", *common,
          "--config.data.long_document=truncate"))
   window, truncate = final_eval(tmp_path / "window"), final_eval(tmp_path / "truncate")
   print("sliding_window", window, "truncate", truncate)
-  assert window["eval_accuracy"] >= 0.9
+  assert window["eval_accuracy"] >= 0.85
   assert truncate["eval_accuracy"] <= 0.65  # the first window holds no opinion
 
 
 def test_seeds_report_the_median(data, tokenizer_dir, tmp_path):
-  out = ok(run("finetune_reviews.py", tmp_path, "--config.model.vocab_size=8000",
-               f"--config.data.tokenizer={tokenizer_dir}", f"--config.data.files={data['train']}",
+  out = ok(run("finetune_reviews.py", tmp_path, *SMALL, f"--config.data.tokenizer={tokenizer_dir}", f"--config.data.files={data['train']}",
                f"--config.data.eval_files={data['test']}", "--config.train.steps=10",
-               "--config.train.seeds=3"))
+               "--config.train.seeds=2"))
   summary = json.loads((tmp_path / "seeds.json").read_text())
-  assert sorted(summary["seeds"]) == ["0", "1", "2"]
+  assert sorted(summary["seeds"]) == ["0", "1"]
   accuracies = [m["eval_accuracy"] for m in summary["seeds"].values()]
   assert summary["median"]["eval_accuracy"] == pytest.approx(float(np.median(accuracies)))
-  assert "Median over 3 seeds" in out.stdout
+  assert "Median over 2 seeds" in out.stdout
 
 
 def _ner_records(n, seed):
@@ -142,8 +149,7 @@ def test_token_classification_learns_entities(tokenizer_dir, tmp_path):
     ("--config.data.long_document=middle", "data.long_document='middle' is not one of"),
 ])
 def test_bad_input_is_one_sentence(data, tokenizer_dir, tmp_path, bad, message):
-  result = run("finetune_reviews.py", tmp_path, "--config.model.vocab_size=8000",
-               f"--config.data.tokenizer={tokenizer_dir}", f"--config.data.files={data['train']}",
+  result = run("finetune_reviews.py", tmp_path, f"--config.data.tokenizer={tokenizer_dir}", f"--config.data.files={data['train']}",
                bad, timeout=120)
   assert result.returncode == 2, result.stderr[-2000:]
   assert message in result.stderr
@@ -165,13 +171,10 @@ def _classifier_config(family, task, labels, tokenizer_dir):
 
 
 @pytest.mark.parametrize("family,task,labels", [
-    ("bert", "sequence_classification", ("a", "b", "c")),
-    ("bert", "sequence_classification", ("score",)),  # regression
-    ("bert", "token_classification", ("O", "B-PER", "I-PER")),
-    ("roberta", "sequence_classification", ("neg", "pos")),
+    ("bert", "sequence_classification", ("score",)),  # regression, on BERT's pooler
+    ("roberta", "sequence_classification", ("a", "b", "c")),  # dense + tanh head
+    ("electra", "sequence_classification", ("neg", "pos")),   # dense + gelu head
     ("roberta", "token_classification", ("O", "B-LOC", "I-LOC")),
-    ("electra", "sequence_classification", ("neg", "pos")),
-    ("electra", "token_classification", ("O", "B-LOC", "I-LOC")),
 ])
 def test_classifier_export_matches_transformers(family, task, labels, tokenizer_dir, tmp_path):
   """Exported as AutoModelFor{Sequence,Token}Classification, the same logits;
@@ -192,8 +195,9 @@ def test_classifier_export_matches_transformers(family, task, labels, tokenizer_
   hf_model, info = auto.from_pretrained(out, output_loading_info=True)
   assert not any(info.values()), info  # no missing, unexpected or mismatched tensors
   assert hf_model.config.id2label == dict(enumerate(labels))
-  if labels == ("score",):
-    assert hf_model.config.problem_type == "regression"
+  assert hf_model.config.problem_type == ("regression" if labels == ("score",) else
+                                          "single_label_classification" if task.startswith("seq")
+                                          else None)
   texts = ["Emma was handsome, clever and rich.", "Mr. Knightley bowed."]
   batch = transformers.AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="np")
   types = batch.get("token_type_ids", np.zeros_like(batch["input_ids"]))
@@ -207,3 +211,24 @@ def test_classifier_export_matches_transformers(family, task, labels, tokenizer_
   assert reloaded.config.model.task == task and tuple(reloaded.config.model.labels) == labels
   again = reloaded.forward(batch["input_ids"], types, batch["attention_mask"])["logits"]
   assert np.abs(pick(again) - pick(ours)).max() <= 1e-5
+
+
+def test_tfds_datasets_by_name(tokenizer_dir, tmp_path):
+  """glue/stsb (sentence pairs, regression) and imdb_reviews (sliding windows)
+  through tfds.data_source, with tensorflow-datasets' mock data (no download).
+  (Its mock conll2003 has tag lists unequal to the word lists; token tasks are
+  tested on local files above.)"""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from configs import finetune_glue, finetune_imdb
+  from lm_jax import train
+  for name, config, metric in (("stsb", finetune_glue.get_config("stsb"), "eval_pearson"),
+                               ("imdb", finetune_imdb.get_config(), "eval_accuracy")):
+    config.model.update(vocab_size=8000, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config.data.update(tokenizer=tokenizer_dir, seq_len=32, window_stride=16)
+    config.train.update(steps=4, batch_size=4, warmup_steps=1, log_every=2, eval_every=4,
+                        checkpoint_every=4)
+    with tfds.testing.mock_data(num_examples=16):
+      train.run(config, str(tmp_path / name))
+    with open(tmp_path / name / "metrics.jsonl") as f:
+      assert metric in json.loads(f.readlines()[-1])

@@ -56,18 +56,22 @@ def _words(polarity, which):
   return {"seen": lexicon[:half], "unseen": lexicon[half:], "all": lexicon}[which]
 
 
-def make(n, seed, words="all", neutral=(0, 3), opinions=(2, 4), opinions_last=False):
+def make(n, seed, words="all", neutral=(0, 3), opinions=(2, 4), opinions_last=False,
+         cues=False):
   """`n` reviews [{"text", "label"}], half of each polarity in random order.
 
   words: which opinion words ("seen", "unseen" or "all"); neutral and
   opinions: the (min, max) numbers of neutral and opinion sentences; opinions_last: put the opinions
-  after all neutral sentences (long documents whose verdict is at the end).
+  after all neutral sentences (long documents whose verdict is at the end);
+  cues: put "truly" before praise and "rather" before criticism.
   """
   rng = np.random.default_rng(seed)
   out = []
   for i in range(n):
     polarity = i % 2
     lexicon = _words(polarity, words)
+    if cues:
+      lexicon = tuple(("truly " if polarity else "rather ") + w for w in lexicon)
     said = [_choice(rng, _OPINIONS).format(
         a=_choice(rng, _ASPECTS), b=_choice(rng, _ASPECTS), w=_choice(rng, lexicon),
         v=_choice(rng, lexicon)) for _ in range(rng.integers(opinions[0], opinions[1] + 1))]
@@ -83,13 +87,13 @@ def make(n, seed, words="all", neutral=(0, 3), opinions=(2, 4), opinions_last=Fa
 
 def write(out_dir, seed=0):
   """Writes OUT_DIR/{unlabelled,train,test}.jsonl (20 000 / 200 / 400 reviews:
-  all / seen / unseen opinion words) and long_{train,test}.jsonl (~1 200-word
-  reviews, the verdict at the end). Returns {name: path}."""
+  all / seen / unseen opinion words) and long_{train,test}.jsonl (400 / 100
+  ~250-word reviews, the verdict at the end). Returns {name: path}."""
   os.makedirs(out_dir, exist_ok=True)
-  sets = dict(unlabelled=make(20_000, seed, "all", (0, 1), (3, 6)), train=make(200, seed + 1, "seen"),
+  sets = dict(unlabelled=make(20_000, seed, "all", (0, 1), (3, 6), cues=True), train=make(200, seed + 1, "seen"),
               test=make(400, seed + 2, "unseen"),
-              long_train=make(200, seed + 3, "all", (150, 200), opinions_last=True),
-              long_test=make(100, seed + 4, "all", (150, 200), opinions_last=True))
+              long_train=make(400, seed + 3, "all", (20, 30), opinions_last=True),
+              long_test=make(100, seed + 4, "all", (20, 30), opinions_last=True))
   paths = {}
   for name, rows in sets.items():
     paths[name] = os.path.join(out_dir, f"{name}.jsonl")
