@@ -36,7 +36,7 @@ def this_python_kernel(spec_dir):
 
 def test_notebooks_are_found():
   names = [os.path.basename(p) for p in NOTEBOOKS]
-  assert {"pretrain_bert.ipynb", "elmo.ipynb"} <= set(names), names
+  assert {"pretrain_bert.ipynb", "elmo.ipynb", "finetune_classifier.ipynb"} <= set(names), names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
