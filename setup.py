@@ -29,7 +29,8 @@ setup(
     extras_require={
         # torch is a test-only dependency: install torch==2.13.0 (CPU) next to
         # this extra, as the README's test command does; never needed to train.
-        "test": ["pytest>=8.0", "transformers>=4.50", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29", "matplotlib>=3.8"],  # matplotlib: colabs/ (Colab has it)
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "transformers>=4.50", "nbclient>=0.10",
+                 "nbformat>=5.10", "ipykernel>=6.29",
+                 "matplotlib>=3.8"],  # matplotlib: colabs/ (Colab has it)
     },
 )
