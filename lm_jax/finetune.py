@@ -97,8 +97,8 @@ class Evaluator:
       names = lambda ids: [labels[i] for i in ids]
       outside = labels.index("O") if "O" in labels else 0
       predicted = []
-      for row, tags in zip(range(len(data.rows)), data.targets):
-        starts = np.flatnonzero(data.rows[row]["weights"] > 0)
+      for row, tags in enumerate(data.targets):  # one row per sentence
+        starts = np.flatnonzero(data.rows[row]["weights"] > 0)  # words' first pieces
         ids = list(logits[row, starts].argmax(-1))
         predicted.append(names(ids + [outside] * (len(tags) - len(ids))))  # cut words: "O"
       scores = task_metrics.token_metrics([names(t) for t in data.targets], predicted)

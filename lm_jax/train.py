@@ -22,7 +22,6 @@ from lm_jax.data import labelled, packing, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
 
-
 # ---------------------------------------------------------------------------
 # Optimizer
 # ---------------------------------------------------------------------------

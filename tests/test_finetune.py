@@ -71,6 +71,20 @@ def test_pretrained_encoder_beats_random_initialisation(data, pretrained_run, to
   assert {"eval_f1", "eval_mcc", "eval_loss"} <= set(pre)
 
 
+def test_hf_encoder_fine_tunes_like_the_workdir_it_was_exported_from(data, pretrained_run,
+                                                                     tmp_path):
+  """init.from_hf of an export = init.from_workdir of its run: the same losses."""
+  from lm_jax import export
+  export.export(pretrained_run, str(tmp_path / "hf"))
+  common = [*SMALL, f"--config.data.files={data['train']}", "--config.train.steps=6",
+            "--config.train.log_every=1", "--config.train.eval_every=0"]
+  ok(run("finetune_reviews.py", tmp_path / "a", *common,
+         f"--config.init.from_workdir={pretrained_run}"))
+  ok(run("finetune_reviews.py", tmp_path / "b", *common, f"--config.init.from_hf={tmp_path}/hf"))
+  losses = [[json.loads(l)["loss"] for l in open(tmp_path / d / "metrics.jsonl")] for d in "ab"]
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
 def test_split_document_covers_long_documents():
   ids = list(range(1000))
   windows = labelled.split_document(ids, 62, "sliding_window", 31)

@@ -61,10 +61,10 @@ def model_config(hf_dir, base=None):
   if base is not None:
     model.update({k: v for k, v in base.items() if k in model and k != "family"})
   model.update(family.model_config(hf_config, hf_dir))
-  # A fine-tuning config keeps its task; inference on a classifier takes the directory's.
-  task = ({k: base[k] for k in ("task", "labels")} if base is not None and base.get("task")
-          else classifiers.task_keys(hf_config) if base is None else {})
-  model.update(task)
+  if base is not None and base.get("task"):  # a fine-tuning config keeps its task
+    model.update(task=base.task, labels=base.labels)
+  elif base is None:  # inference on a classifier: the directory's task and labels
+    model.update(classifiers.task_keys(hf_config))
   return model
 
 
