@@ -197,21 +197,22 @@ def load_or_train_tokenizer(config, workdir, train_docs):
   of init.from_hf's or init.from_workdir's), or a new one."""
   own = os.path.join(workdir, "tokenizer")
   vocab = families.get(config.model).vocab  # the family's own, else sentencepiece
-  if not (vocab.exists(own) if vocab else tokenizer_lib.exists(own)):
-    if jax.process_index() == 0:
-      pretrained_run = config.init.get("from_workdir")
-      source = (config.data.tokenizer or config.init.from_hf
-                or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
-      if vocab:
-        vocab.create(config, own, train_docs)
-      elif source:
-        tokenizer_lib.copy(source, own)
-      else:
-        print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
-        sentences = (s for d in train_docs for s in packing.split_sentences(d))
-        tokenizer_lib.train(sentences, own, config.model.vocab_size)
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices("tokenizer")
+  missing = not (vocab.exists(own) if vocab else tokenizer_lib.exists(own))
+  if missing and jax.process_index() == 0:
+    pretrained_run = config.init.get("from_workdir")
+    source = (config.data.tokenizer or config.init.from_hf
+              or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
+    if vocab:
+      vocab.create(config, own, train_docs)
+    elif source:
+      tokenizer_lib.copy(source, own)
+    else:
+      print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
+      sentences = (s for d in train_docs for s in packing.split_sentences(d))
+      tokenizer_lib.train(sentences, own, config.model.vocab_size)
+  # Every process, unconditionally: another may have seen it missing before process 0 wrote it.
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("tokenizer")
   tok = vocab.load(config, own) if vocab else tokenizer_lib.load(own)
   padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
   if tok.vocab_size != config.model.vocab_size and not padded:
