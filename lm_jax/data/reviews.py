@@ -4,11 +4,14 @@ Tests and the fine-tuning Colab need labelled data without a download. A
 review is a few opinion sentences, all of one polarity, mixed with neutral
 sentences about the outing. The opinion words come in two halves: labelled
 training reviews use the first half ("seen"), test reviews the second
-("unseen"), and unlabelled reviews use both. A classifier trained from
-scratch on the labelled reviews has never met the test's opinion words; one
-pre-trained on the unlabelled reviews with MLM has learnt that "superb"
-keeps company with "splendid" and can transfer — ULMFiT's point (Howard &
-Ruder, 2018) in miniature. Long reviews (many neutral sentences, opinions
+("unseen"), and unlabelled reviews use both, praise after "truly" and
+criticism after "rather". A classifier trained from scratch on the labelled
+reviews has never met the test's opinion words; one pre-trained on the
+unlabelled reviews with MLM has learnt which words fill "truly ___" and which
+"rather ___", and transfers — ULMFiT's point (Howard & Ruder, 2018) in
+miniature. The cue words are there because a tiny BERT learns such a local
+pattern in a minute on a CPU; polarity from co-occurrence across sentences
+alone was not learnt in 5 000 steps (measured while building this). Long reviews (many neutral sentences, opinions
 at the end) exercise data.long_document.
 
     python -m lm_jax.data.reviews OUT_DIR   # writes the files `write` lists
