@@ -351,6 +351,18 @@ def validate(c):
          f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")
 
 
+def override(config, overrides):
+  """Sets dotted keys ({"train.steps": 20}) in a config, as --config.KEY=VALUE
+  would; returns it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
 def schedule_steps(c):
   return c.train.steps if c.train.schedule_steps == -1 else c.train.schedule_steps
 

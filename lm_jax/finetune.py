@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from lm_jax import checkpoint, config as config_lib, parallel, pretrained
+from lm_jax import config as config_lib, parallel, pretrained
 from lm_jax.errors import UserError
 from lm_jax.models import classifiers
 from lm_jax.objectives import task_metrics
@@ -53,16 +53,11 @@ def _copy_matching(target, source, where):
   return {k: _copy_matching(v, source[k], f"{where}.{k}") for k, v in target.items()}
 
 
-def load_encoder(workdir, params, make_state):
+def load_encoder(workdir, params, mesh, rule_table):
   """`params` with the encoder of `workdir`'s latest checkpoint, restored
-  directly into the shardings of `make_state(config)` (a train.ModelState)."""
-  config = pretrained.read_config(workdir)
-  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
-  step = ckpt.latest_step()
-  if step is None:
-    raise UserError(f"{workdir} has no checkpoint yet; pre-train there first.")
-  encoder_params, _ = ckpt.restore(step, make_state(config).abstract_params)
-  ckpt.close()
+  directly into the shardings of `mesh`."""
+  config, _, encoder_params, step = pretrained.restore_params(workdir, mesh=mesh,
+                                                              rule_table=rule_table)
   prefix = classifiers.BASE_PREFIX[config.model.family]
   print(f"Fine-tuning the encoder of {workdir} (step {step}).", flush=True)
   return dict(params, **{prefix: _copy_matching(params[prefix], encoder_params[prefix], prefix)})

@@ -48,11 +48,13 @@ def single_device_mesh(config):
   return parallel.make_mesh(mesh_cfg, jax.local_devices()[:1]), parallel.rules(mesh_cfg)
 
 
-def restore_params(workdir, step=None):
-  """(config, ModelState, params) of a run's checkpoint (latest by default)."""
+def restore_params(workdir, step=None, mesh=None, rule_table=None):
+  """(config, ModelState, params, step) of a run's checkpoint (latest by default),
+  restored onto `mesh` with `rule_table` (default: one device)."""
   from lm_jax import train  # pylint: disable=g-import-not-at-top
   config = read_config(workdir)
-  mesh, rule_table = single_device_mesh(config)
+  if mesh is None:
+    mesh, rule_table = single_device_mesh(config)
   ms = train.ModelState(config, mesh, rule_table)
   ckpt = checkpoint.Checkpointer(workdir, read_only=True)
   steps = ckpt.steps()
@@ -64,6 +66,12 @@ def restore_params(workdir, step=None):
   params, _ = ckpt.restore(step, ms.abstract_params)
   ckpt.close()
   return config, ms, params, step
+
+
+def softmax(logits):
+  """Probabilities over the last axis (numpy, max-shifted)."""
+  e = np.exp(logits - logits.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
 
 
 class Pretrained:
@@ -119,8 +127,7 @@ class Pretrained:
     logits = self.mlm_logits([text])[0]
     result = []
     for pos in np.flatnonzero(ids[0] == self.tokenizer.mask_id):
-      probs = np.exp(logits[pos] - logits[pos].max())
-      probs /= probs.sum()
+      probs = softmax(logits[pos])
       top = np.argsort(-probs)[:top_k]
       result.append([(self.tokenizer.id_to_token(i), float(probs[i])) for i in top])
     return result
@@ -140,8 +147,7 @@ class Classifier(Pretrained):
     logits, labels = self.logits(texts), self.config.model.labels
     if len(labels) == 1:
       return [float(x) for x in logits[:, 0]]
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = softmax(logits)
     return [(labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(-1))]
 
 

@@ -307,8 +307,7 @@ def run(config, workdir):
       if config.init.from_hf:  # Adam's fresh state does not depend on the values
         params = interop.load_params(config.init.from_hf, config.model, params)
       elif config.init.get("from_workdir"):
-        params = finetune.load_encoder(config.init.from_workdir, params,
-                                       lambda c: ModelState(c, mesh, rule_table))
+        params = finetune.load_encoder(config.init.from_workdir, params, mesh, rule_table)
     else:
       if carry is None:
         params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from lm_jax import cli, export, pretrained, train
+from lm_jax import cli, config as config_lib, export, pretrained, train
 from lm_jax.errors import UserError
 from lm_jax.interop import elmo_hdf5
 
@@ -79,10 +79,7 @@ def family_config(family, steps, schedule, tokenizer=""):
                "train.log_every": 1, "train.eval_every": 0, "train.warmup_steps": 2,
                "train.checkpoint_every": schedule // 2, "data.tokenizer": tokenizer,
                **SMALLER[family]}
-  for key, value in overrides.items():
-    section, leaf = key.split(".")
-    config[section][leaf] = value
-  return config
+  return config_lib.override(config, overrides)
 
 
 def losses(workdir):

@@ -8,6 +8,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from lm_jax.config import override  # pylint: disable=g-import-not-at-top,unused-import (tests import it from here)
+
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory):
@@ -31,17 +33,6 @@ def tiny_config(tokenizer_dir=None, **overrides):
   c.train.update(steps=20, batch_size=8, log_every=1, eval_every=10, eval_steps=2,
                  checkpoint_every=10, warmup_steps=5)
   return override(c, overrides)
-
-
-def override(config, overrides):
-  """Sets dotted keys in a config, as --config.KEY=VALUE would; returns it."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def cli_args(config_overrides):

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import lm_jax
-from lm_jax import export, train
+from lm_jax import config as config_lib, export, train
 from lm_jax.data import hf_tokenizer, packing, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -42,10 +42,7 @@ def tiny_config(family, tokenizer_dir, **overrides):
   c.data.update(seq_len=64, max_predictions_per_seq=10, tokenizer=tokenizer_dir)
   c.train.update(steps=STEPS, schedule_steps=STEPS, batch_size=8, log_every=1, eval_every=0,
                  checkpoint_every=STEPS // 2, warmup_steps=5)
-  for key, value in overrides.items():
-    section, leaf = key.split(".")
-    c[section][leaf] = value
-  return c
+  return config_lib.override(c, overrides)
 
 
 def read_metrics(workdir):

@@ -11,8 +11,9 @@ unlabelled reviews with MLM has learnt which words fill "truly ___" and which
 "rather ___", and transfers — ULMFiT's point (Howard & Ruder, 2018) in
 miniature. The cue words are there because a tiny BERT learns such a local
 pattern in a minute on a CPU; polarity from co-occurrence across sentences
-alone was not learnt in 5 000 steps (measured while building this). Long reviews (many neutral sentences, opinions
-at the end) exercise data.long_document.
+alone was not learnt in 5 000 steps (measured while building this). Long
+reviews (many neutral sentences, opinions at the end) exercise
+data.long_document.
 
     python -m lm_jax.data.reviews OUT_DIR   # writes the files `write` lists
 """
@@ -34,7 +35,7 @@ LABELS = ("negative", "positive")
 _ASPECTS = ("acting", "plot", "music", "dialogue", "ending", "cast", "story", "direction",
             "photography", "pacing", "script", "score", "humour", "lead", "villain", "editing",
             "costumes", "setting")
-# Two opinion words side by side in most templates: MLM learns their polarity from each other.
+# Two opinion words of one polarity in most templates.
 _OPINIONS = ("the {a} was {w} and {v}.", "i found the {a} {w}, even {v}.", "what a {w}, {v} {a}.",
              "the {a} felt {w} and the {b} was {v}.", "honestly, the {a} is {w} and {v}.",
              "{w} {a}, {v} {b}.", "everyone said the {a} was {w} and {v}, and it was.")
@@ -64,8 +65,9 @@ def make(n, seed, words="all", neutral=(0, 3), opinions=(2, 4), opinions_last=Fa
   """`n` reviews [{"text", "label"}], half of each polarity in random order.
 
   words: which opinion words ("seen", "unseen" or "all"); neutral and
-  opinions: the (min, max) numbers of neutral and opinion sentences; opinions_last: put the opinions
-  after all neutral sentences (long documents whose verdict is at the end);
+  opinions: the (min, max) numbers of neutral and opinion sentences;
+  opinions_last: put the opinions after all neutral sentences (long documents
+  whose verdict is at the end);
   cues: put "truly" before praise and "rather" before criticism.
   """
   rng = np.random.default_rng(seed)
@@ -93,8 +95,8 @@ def write(out_dir, seed=0):
   all / seen / unseen opinion words) and long_{train,test}.jsonl (400 / 100
   ~250-word reviews, the verdict at the end). Returns {name: path}."""
   os.makedirs(out_dir, exist_ok=True)
-  sets = dict(unlabelled=make(20_000, seed, "all", (0, 1), (3, 6), cues=True), train=make(200, seed + 1, "seen"),
-              test=make(400, seed + 2, "unseen"),
+  sets = dict(unlabelled=make(20_000, seed, "all", (0, 1), (3, 6), cues=True),
+              train=make(200, seed + 1, "seen"), test=make(400, seed + 2, "unseen"),
               long_train=make(400, seed + 3, "all", (20, 30), opinions_last=True),
               long_test=make(100, seed + 4, "all", (20, 30), opinions_last=True))
   paths = {}

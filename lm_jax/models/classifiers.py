@@ -68,10 +68,8 @@ class Classifier(nnx.Module):
     """(last hidden states [b, t, h], BERT's pooled output [b, h] or None)."""
     encoder = getattr(self, self.prefix)
     if self.family == "electra":
-      k1, k2 = layers.split_key(key, 2)
-      mask, kv_lengths = bert.attention_masks(attention_mask)
-      embedded = encoder.embeddings(input_ids, token_type_ids, self.dtype, k1)
-      return encoder(embedded, mask, kv_lengths, k2), None
+      return electra.encode(encoder.embeddings, encoder, input_ids, token_type_ids,
+                            attention_mask, self.dtype, key), None
     positions = (roberta.position_ids(input_ids, self.pad_token_id)
                  if self.family == "roberta" else None)
     return encoder(input_ids, token_type_ids, attention_mask, key, positions)

@@ -50,6 +50,14 @@ class ElectraModel(nnx.Module):
     return self.encoder(embedded, mask, kv_lengths, key)
 
 
+def encode(embeddings, model, input_ids, token_type_ids, attention_mask, dtype, key):
+  """`model`'s (an ElectraModel's) last hidden states for token ids embedded by
+  `embeddings` (the discriminator's, shared by the generator)."""
+  k1, k2 = layers.split_key(key, 2)
+  mask, kv_lengths = bert.attention_masks(attention_mask)
+  return model(embeddings(input_ids, token_type_ids, dtype, k1), mask, kv_lengths, k2)
+
+
 class ElectraDiscriminatorPredictions(nnx.Module):
 
   def __init__(self, cfg, *, rngs):
@@ -104,10 +112,8 @@ class ElectraForPreTraining(nnx.Module):
     self.discriminator_weight = cfg.discriminator_weight  # the loss's weight (ELECTRA: 50)
 
   def _encode(self, model, input_ids, token_type_ids, attention_mask, key):
-    k1, k2 = layers.split_key(key, 2)
-    mask, kv_lengths = bert.attention_masks(attention_mask)
-    embedded = self.electra.embeddings(input_ids, token_type_ids, self.dtype, k1)
-    return model(embedded, mask, kv_lengths, k2)
+    return encode(self.electra.embeddings, model, input_ids, token_type_ids, attention_mask,
+                  self.dtype, key)
 
   def generator_logits(self, input_ids, token_type_ids, attention_mask, masked_positions=None,
                        key=None):
