@@ -14,10 +14,10 @@ from conftest import REPO
 from lm_jax.data import labelled, reviews
 
 
-def run(config, workdir, *flags, timeout=600):
+def run(config, workdir, *flags, timeout=600, env=None):
   cmd = [sys.executable, "-m", "lm_jax.main", f"--config={os.path.join(REPO, 'configs', config)}",
          f"--workdir={workdir}", *flags]
-  return subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+  return subprocess.run(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO, **(env or {})),
                         capture_output=True, text=True, timeout=timeout)
 
 
@@ -120,6 +120,23 @@ def test_seeds_report_the_median(data, tokenizer_dir, tmp_path):
   accuracies = [m["eval_accuracy"] for m in summary["seeds"].values()]
   assert summary["median"]["eval_accuracy"] == pytest.approx(float(np.median(accuracies)))
   assert "Median over 2 seeds" in out.stdout
+
+
+def test_sharded_fine_tuning_matches_one_device(data, tokenizer_dir, tmp_path):
+  """A 2x2x2 (data, fsdp, tensor) mesh of 8 CPU devices vs 1 device: the same
+  losses and evaluation."""
+  common = [*SMALL, f"--config.data.tokenizer={tokenizer_dir}",
+            f"--config.data.files={data['train']}", f"--config.data.eval_files={data['test']}",
+            "--config.train.steps=6", "--config.train.log_every=1", "--config.train.eval_every=6"]
+  ok(run("finetune_reviews.py", tmp_path / "one", *common))
+  ok(run("finetune_reviews.py", tmp_path / "mesh", *common, "--config.mesh.data=2",
+         "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}))
+  one, mesh = ([json.loads(l) for l in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "mesh"))
+  np.testing.assert_allclose([m["loss"] for m in one if "loss" in m],
+                             [m["loss"] for m in mesh if "loss" in m], rtol=1e-4)
+  np.testing.assert_allclose(one[-1]["eval_loss"], mesh[-1]["eval_loss"], rtol=1e-4)
+  assert one[-1]["eval_accuracy"] == mesh[-1]["eval_accuracy"]
 
 
 def _ner_records(n, seed):
