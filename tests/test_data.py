@@ -9,7 +9,7 @@ import tensorflow_datasets as tfds
 
 from lm_jax.data import encoder_examples, packing, sources, tokenizer
 from lm_jax.errors import UserError
-from lm_jax.objectives import masking
+from lm_jax.data import masking
 
 
 def data_cfg(**kw):

@@ -77,15 +77,15 @@ def test_vocabulary_is_frequency_sorted_with_specials_first(tmp_path):
 
 
 def test_sentences_of_embedded_corpus_and_tokenised_files():
-  raw = elmo_data.tokenized_sentences(["Emma was rich. She, too, was clever!"], False)
+  raw = elmo_vocab.tokenized_sentences(["Emma was rich. She, too, was clever!"], False)
   assert raw == [["Emma", "was", "rich", "."], ["She", ",", "too", ",", "was", "clever", "!"]]
-  lines = elmo_data.tokenized_sentences(["Mr. Smith came .\nHe left ."], True)
+  lines = elmo_vocab.tokenized_sentences(["Mr. Smith came .\nHe left ."], True)
   assert lines == [["Mr.", "Smith", "came", "."], ["He", "left", "."]]
 
 
 def test_stream_batches_continue_row_by_row_and_read_sentences_backwards():
   docs = sources.embedded_documents("train")[:20]
-  vocab = elmo_vocab.build(elmo_data.tokenized_sentences(docs, False), 100000, 50)
+  vocab = elmo_vocab.build(elmo_vocab.tokenized_sentences(docs, False), 100000, 50)
   cfg = elmo_config(**{"data.seq_len": 60}).data
   data = elmo_data.ElmoExamples(docs, vocab, cfg, seed=3)
   words = np.array(vocab.words)

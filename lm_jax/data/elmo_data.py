@@ -27,15 +27,6 @@ from lm_jax.data import elmo_vocab, packing, pipeline
 from lm_jax.errors import UserError
 
 
-def tokenized_sentences(documents, pretokenized):
-  """Token lists of every sentence of every document, in order."""
-  if pretokenized:
-    return [elmo_vocab.split_tokens(line, True) for doc in documents
-            for line in doc.splitlines() if line.strip()]
-  return [t for doc in documents for t in
-          (elmo_vocab.split_tokens(s, False) for s in packing.split_sentences(doc)) if t]
-
-
 class ElmoExamples(pipeline.Examples):
   """Forward and backward LM windows: `chars`, `chars_reverse` [seq_len, max_chars]
   and their next-token ids `next_ids`, `next_ids_reverse` [seq_len]."""
@@ -48,7 +39,7 @@ class ElmoExamples(pipeline.Examples):
     types = {elmo_vocab.BOS: 0, elmo_vocab.EOS: 1}  # each distinct token once
     tokens, sentence_start, doc_start = [], [0], [0]
     for doc in documents:
-      for sentence in tokenized_sentences([doc], pretokenized):
+      for sentence in elmo_vocab.tokenized_sentences([doc], pretokenized):
         tokens.append(0)
         tokens.extend(types.setdefault(t, len(types)) for t in sentence)
         tokens.append(1)

@@ -15,6 +15,7 @@ import shutil
 
 import numpy as np
 
+from lm_jax.data import packing
 from lm_jax.errors import UserError
 
 BOS_CHAR, EOS_CHAR, BOW_CHAR, EOW_CHAR, PAD_CHAR = 256, 257, 258, 259, 260
@@ -30,6 +31,15 @@ def split_tokens(sentence, pretokenized):
   """Tokens of one sentence: on whitespace when the text is already tokenised
   (LTG corpora), else words and punctuation marks."""
   return sentence.split() if pretokenized else _WORD_OR_PUNCT.findall(sentence)
+
+
+def tokenized_sentences(documents, pretokenized):
+  """Token lists of every sentence of every document, in order."""
+  if pretokenized:
+    return [split_tokens(line, True) for doc in documents
+            for line in doc.splitlines() if line.strip()]
+  return [t for doc in documents for t in
+          (split_tokens(s, False) for s in packing.split_sentences(doc)) if t]
 
 
 def token_chars(token, max_chars):
@@ -134,14 +144,13 @@ def exists(directory):
 
 def create(config, directory, train_docs):
   """Copies `data.tokenizer`'s vocabulary into `directory`, or builds one from the corpus."""
-  from lm_jax.data import elmo_data  # pylint: disable=g-import-not-at-top
   if config.data.tokenizer:
     source = read(config.data.tokenizer, config.model.max_characters_per_token)
     os.makedirs(directory, exist_ok=True)
     shutil.copyfile(source.path, os.path.join(directory, VOCAB_FILE))
     return
   print(f"Building a {config.model.vocab_size}-word ELMo vocabulary from the corpus ...", flush=True)
-  sentences = elmo_data.tokenized_sentences(train_docs, bool(config.data.files))
+  sentences = tokenized_sentences(train_docs, bool(config.data.files))
   build(sentences, config.model.vocab_size, config.model.max_characters_per_token).save(directory)
 
 

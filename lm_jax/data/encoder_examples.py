@@ -1,14 +1,14 @@
 """Training examples of the BERT-family encoders (BERT, RoBERTa, ALBERT, ELECTRA).
 
 Each is a pipeline.Examples: example i is a pure function of (seed, i), its
-masks drawn anew per epoch (dynamic masking) by objectives/masking.
+masks drawn anew per epoch (dynamic masking) by data/masking.
 """
 import grain
 import numpy as np
 
 from lm_jax.data import packing, pipeline
 from lm_jax.errors import UserError
-from lm_jax.objectives import masking
+from lm_jax.data import masking
 
 
 class _MaskedExamples(pipeline.Examples):
