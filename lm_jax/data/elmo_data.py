@@ -23,7 +23,7 @@ import functools
 import grain
 import numpy as np
 
-from lm_jax.data import elmo_vocab, packing, pipeline
+from lm_jax.data import elmo_vocab, pipeline
 from lm_jax.errors import UserError
 
 
