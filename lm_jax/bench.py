@@ -24,6 +24,7 @@ arithmetic than that formula counts: compare tokens/s, and read MFU as
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -32,7 +33,9 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, config as config_lib, families, parallel, train
+from lm_jax import cli, config as config_lib, families, parallel, state, train
+from lm_jax import workdir as workdir_lib
+from lm_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
@@ -48,26 +51,6 @@ PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0, "NVIDIA A10
                "TPU v5p": 459.0, "TPU v5 lite": 197.0, "TPU v4": 275.0}
 
 
-def flops_per_token(model_cfg, seq_len, num_params, embedding_params):
-  """The peer's formula (module docstring): same for lm_jax and PyTorch."""
-  d, v, layers = model_cfg.hidden_size, model_cfg.vocab_size, model_cfg.num_hidden_layers
-  return 6 * (num_params - embedding_params + v * d) + 12 * layers * seq_len * d
-
-
-def synthetic_batch(config, rng):
-  """A BERT pre-training batch of the config's shapes, random content."""
-  b, t, p = config.train.batch_size, config.data.seq_len, config.data.max_predictions_per_seq
-  v = config.model.vocab_size
-  positions = np.sort(np.stack([rng.choice(np.arange(1, t), p, replace=False) for _ in range(b)]), -1)
-  return dict(input_ids=rng.integers(5, v, (b, t), dtype=np.int32),
-              token_type_ids=(np.arange(t) >= t // 2).astype(np.int32)[None].repeat(b, 0),
-              attention_mask=np.ones((b, t), np.int32),
-              masked_positions=positions.astype(np.int32),
-              masked_ids=rng.integers(5, v, (b, p), dtype=np.int32),
-              masked_weights=np.ones((b, p), np.float32),
-              nsp_labels=rng.integers(0, 2, (b,), dtype=np.int32))
-
-
 def _peak_memory_gib():
   stats = jax.local_devices()[0].memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
@@ -76,14 +59,18 @@ def _peak_memory_gib():
 
 def bench_step(config):
   """Times the real train step; returns the result dict."""
+  family = families.get(config.model)
+  if family.synthetic_batch is None:
+    raise UserError(f"lm_jax.bench has no synthetic batch for model.family={config.model.family!r} "
+                    "yet; bench a family whose record has one (bert).")
   mesh = parallel.make_mesh(config.mesh)
   rule_table = parallel.rules(config.mesh)
-  ms = train.ModelState(config, mesh, rule_table,
+  ms = state.ModelState(config, mesh, rule_table,
                         train.make_optimizer(config.train, config_lib.schedule_steps(config)))
   with parallel.activate(mesh, rule_table):
     step_fn = train.make_train_step(ms, config, mesh, rule_table)
     params, opt_state = ms.init(config.seed)
-    batch = parallel.host_to_global(synthetic_batch(config, np.random.default_rng(0)),
+    batch = parallel.host_to_global(family.synthetic_batch(config, np.random.default_rng(0)),
                                     mesh, rule_table)
     for i in range(_WARMUP.value):
       params, opt_state, m = step_fn(params, opt_state, batch, jnp.int32(i))
@@ -94,10 +81,8 @@ def bench_step(config):
     jax.block_until_ready(m)
     seconds = (time.perf_counter() - start) / _STEPS.value
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  embed = params["bert"]["embeddings"]
-  embedding_params = sum(x.size for x in jax.tree.leaves(embed))
   tokens = config.train.batch_size * config.data.seq_len
-  fpt = flops_per_token(config.model, config.data.seq_len, num_params, embedding_params)
+  fpt = family.flops_per_token(config, params)
   device = jax.devices()[0]
   peak = _PEAK.value or PEAK_TFLOPS.get(device.device_kind)
   tps = tokens / seconds
@@ -125,10 +110,9 @@ def bench_peer(config, peak_tflops):
 
 def bench_pipeline(config, workdir):
   """Batches/s of the real input pipeline, in tokens/s like the step."""
-  from lm_jax.data import sources  # pylint: disable=g-import-not-at-top
-  docs = sources.documents(config.data, "train")
+  docs = families.get(config.model).read(config.data, "train")
   start = time.perf_counter()
-  tok = train.load_or_train_tokenizer(config, workdir, docs)
+  tok = workdir_lib.load_or_train_tokenizer(config, workdir, docs)
   data = families.make_examples(config.model, docs, tok, config.data, config.seed)
   prepare_s = time.perf_counter() - start
   batches = data.batches(config.train.batch_size, 0, _WARMUP.value + _STEPS.value,
@@ -150,9 +134,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   with cli.user_errors():
-    config_lib.validate(config)
+    families.validate(config)
     if _MODE.value == "pipeline":
-      import tempfile  # pylint: disable=g-import-not-at-top
       with tempfile.TemporaryDirectory() as workdir:
         print(json.dumps(bench_pipeline(config, workdir)), flush=True)
       return

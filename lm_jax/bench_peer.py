@@ -13,7 +13,7 @@ import time
 import torch
 import transformers
 
-from lm_jax.bench import flops_per_token
+from lm_jax.families.bert import transformer_flops
 
 
 def main(spec):
@@ -53,8 +53,8 @@ def main(spec):
 
   n = sum(p.numel() for p in model.parameters())
   emb = sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
-  # flops_per_token reads attribute-style config keys.
-  fpt = flops_per_token(type("M", (), m), t, n, emb)
+  # transformer_flops reads attribute-style config keys.
+  fpt = transformer_flops(type("M", (), m), t, n, emb)
   tps = b * t / seconds
   peak = spec["peak_tflops"]
   print(json.dumps(dict(

@@ -87,7 +87,6 @@ def base_config():
   return c
 
 
-TASKS = ("sequence_classification", "token_classification")
 LONG_DOCUMENT = ("truncate", "head_tail", "sliding_window")
 
 
@@ -121,12 +120,6 @@ TRANSFORMER_RUNTIME = dict(
     scan_layers=False,        # stack the layers and run them with lax.scan
     remat="none",             # none | full | dots | dots_no_batch
 )
-
-
-# Model keys that may change between invocations on one workdir: they change
-# how the model runs, not what its parameters are.
-RUNTIME_MODEL_KEYS = ("dtype", "attention", "remat", "hidden_dropout_prob", "classifier_dropout_prob",
-                      "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop")
 
 
 def bert_model(**overrides):
@@ -216,23 +209,6 @@ def max_sequence_length(model_cfg):
   return model_cfg.max_position_embeddings - offset
 
 
-def _validate_encoder_variant(d, m):
-  """The checks only RoBERTa, ALBERT and ELECTRA need."""
-  if m.family == "roberta":
-    _check(d.seq_len <= max_sequence_length(m),
-           f"data.seq_len={d.seq_len} needs model.max_position_embeddings >= "
-           f"{d.seq_len + m.pad_token_id + 1} (RoBERTa's positions start at pad_token_id + 1); "
-           "raise it or lower data.seq_len.")
-  if m.family == "albert":
-    _check(m.hidden_act in ("gelu", "gelu_new"),
-           f"model.hidden_act={m.hidden_act!r} is not one of ('gelu', 'gelu_new').")
-  if m.family == "electra":
-    _check(m.generator_hidden_size % m.generator_num_attention_heads == 0,
-           f"model.generator_hidden_size={m.generator_hidden_size} is not divisible by "
-           f"model.generator_num_attention_heads={m.generator_num_attention_heads}; pick a "
-           "head count that divides it.")
-
-
 def elmo_model(**overrides):
   """The `model` section for ELMo (bilm-tf's options.json names, flattened)."""
   m = dict(
@@ -257,97 +233,28 @@ def elmo_model(**overrides):
   return ml_collections.ConfigDict(m)
 
 
-def _validate_elmo(c):
-  m, d = c.model, c.data
-  n_filters = sum(n for _, n in m.filters)
-  _check(d.seq_len >= 1, f"data.seq_len={d.seq_len} (the unroll length) must be positive.")
-  _check(n_filters >= m.projection_dim,
-         f"The char CNN has {n_filters} filters, fewer than model.projection_dim="
-         f"{m.projection_dim}; bilm-tf projects down only, so add filters or lower it.")
-  _check(m.max_characters_per_token >= max(w for w, _ in m.filters),
-         f"model.max_characters_per_token={m.max_characters_per_token} is below the widest "
-         "char filter; raise it.")
-  _check(m.activation in ("relu", "tanh"), f"model.activation={m.activation!r} must be relu or tanh.")
-  _check(m.projection_dim <= m.lstm_dim,
-         f"model.projection_dim={m.projection_dim} is above model.lstm_dim={m.lstm_dim}; "
-         "ELMo's LSTM output cannot be wider than its cells.")
-  _check(m.n_negative_samples > 0, f"model.n_negative_samples={m.n_negative_samples} must be positive.")
-  _check(m.vocab_size > 3, f"model.vocab_size={m.vocab_size} leaves no word besides <S>, </S>, <UNK>.")
-  _check(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {DTYPES}.")
-  _check(not (d.stateful and c.train.grad_accum_steps > 1),
-         "data.stateful carries the LSTM state from batch to batch, which gradient accumulation "
-         "would break; set train.grad_accum_steps=1 or data.stateful=False.")
-  _check(not c.init.from_hf, "ELMo cannot start from a HuggingFace model; leave init.from_hf empty.")
-
-
-def _validate_task(c):
-  """The checks of a fine-tuning config."""
-  m, d, i = c.model, c.data, c.init
-  _check(m.task in TASKS, f"model.task={m.task!r} is not one of {TASKS}.")
-  _check(m.family in ("bert", "roberta", "electra"),
-         f"Fine-tuning heads exist for bert, roberta and electra, not model.family={m.family!r}.")
-  _check(len(m.labels) >= (2 if m.task == "token_classification" else 1),
-         "model.labels must name the classes (one name = regression; token tasks need two or more).")
-  keys = [k for k in d.text_keys.split(",") if k.strip()]
-  _check(1 <= len(keys) <= (1 if m.task == "token_classification" else 2),
-         f"data.text_keys={d.text_keys!r} must name one text column (or two, comma-separated, "
-         "for sentence pairs).")
-  _check(d.long_document in LONG_DOCUMENT,
-         f"data.long_document={d.long_document!r} is not one of {LONG_DOCUMENT}.")
-  _check(d.long_document == "truncate" or (len(keys) == 1 and m.task == "sequence_classification"),
-         f"data.long_document={d.long_document!r} applies to single texts of sequence tasks; "
-         "use truncate for sentence pairs and token tasks.")
-  _check(c.train.seeds >= 1, f"train.seeds={c.train.seeds} must be at least 1.")
-  _check(not (i.from_hf and i.from_workdir), "Set only one of init.from_hf and init.from_workdir.")
-  _check(bool(i.from_hf or i.from_workdir or d.tokenizer),
-         "Fine-tuning needs a tokenizer: set init.from_workdir or init.from_hf, or data.tokenizer "
-         "to train from a random initialisation.")
-
-
-def _check(ok, message):
+def check(ok, message):
   if not ok:
     raise UserError(message)
 
 
 def validate(c):
-  """Raises UserError for the first impossible value."""
-  t, d, m = c.train, c.data, c.model
+  """Raises UserError for the first impossible value among the keys every family
+  shares; families.validate adds the family's (and a fine-tuning task's) own."""
+  t = c.train
   for key in ("steps", "batch_size", "log_every", "grad_accum_steps", "keep_checkpoints",
               "checkpoint_every", "eval_steps"):
-    _check(t[key] > 0, f"train.{key}={t[key]} must be positive; set --config.train.{key} to a number > 0.")
+    check(t[key] > 0, f"train.{key}={t[key]} must be positive; set --config.train.{key} to a number > 0.")
   for key in ("warmup_steps", "eval_every"):
-    _check(t[key] >= 0, f"train.{key}={t[key]} must be >= 0.")
-  _check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
-  _check(t.schedule_steps == -1 or t.schedule_steps > 0,
+    check(t[key] >= 0, f"train.{key}={t[key]} must be >= 0.")
+  check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
+  check(t.schedule_steps == -1 or t.schedule_steps > 0,
          f"train.schedule_steps={t.schedule_steps} must be -1 (= train.steps) or positive.")
-  _check(t.batch_size % t.grad_accum_steps == 0,
+  check(t.batch_size % t.grad_accum_steps == 0,
          f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
-  if m.family == "elmo":  # a biLSTM: no positions, heads or masking to check
-    return _validate_elmo(c)
-  if m.get("task"):
-    _validate_task(c)
-  _check(d.seq_len >= 8, f"data.seq_len={d.seq_len} is too short; use at least 8.")
-  positions_key = "max_position_embeddings" if "max_position_embeddings" in m else "n_positions"
-  _check(d.seq_len <= m[positions_key],
-         f"data.seq_len={d.seq_len} is above model.{positions_key}="
-         f"{m[positions_key]}; lower data.seq_len or raise the model's max positions.")
-  _check(0 < d.mask_probability < 1, f"data.mask_probability={d.mask_probability} must be in (0, 1).")
-  _check(0 < d.max_predictions_per_seq <= d.seq_len,
-         f"data.max_predictions_per_seq={d.max_predictions_per_seq} must be in [1, data.seq_len].")
-  _check(0 <= d.nsp_probability <= 1, f"data.nsp_probability={d.nsp_probability} must be in [0, 1].")
-  _check(not (d.files and d.tfds_name), "Set only one of data.files and data.tfds_name.")
-  hidden, heads = size(m, "hidden_size"), size(m, "num_attention_heads")
-  _check(hidden % heads == 0,
-         f"model hidden size {hidden} is not divisible by the {heads} attention heads; "
-         "pick a head count that divides it.")
-  _check(m.dtype in DTYPES, f"model.dtype={m.dtype!r} is not one of {DTYPES}.")
-  _check(m.attention in ATTENTION, f"model.attention={m.attention!r} is not one of {ATTENTION}.")
-  _check(m.remat in REMAT, f"model.remat={m.remat!r} is not one of {REMAT}.")
-  _check(m.vocab_size > 8, f"model.vocab_size={m.vocab_size} is too small.")
-  _validate_encoder_variant(d, m)
   sizes = [c.mesh[k] for k in ("data", "fsdp", "tensor")]
-  _check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
+  check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
          f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")
 
 

@@ -1,4 +1,4 @@
-r"""Continue prompts with a GPT run or HF GPT-2 directory (see lm_jax/decoding.py).
+r"""Continue prompts with a GPT run or HF GPT-2 directory (see lm_jax/inference/causal.py).
 
   python -m lm_jax.generate --workdir=runs/gpt-tiny --prompt="Emma was" \
       [--prompt=... --max_new_tokens=32 --temperature=0.8 --top_k=50 --top_p=0.95 --seed=0]
@@ -8,7 +8,8 @@ default temperature 0 is greedy decoding.
 """
 from absl import app, flags, logging
 
-from lm_jax import cli, decoding, pretrained
+from lm_jax import cli, inference
+from lm_jax.inference import causal
 from lm_jax.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A GPT training run or HF GPT-2 directory.")
@@ -23,8 +24,8 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 
 def load(path, step=None):
   """The CausalLM at `path`, refusing models of other families."""
-  model = pretrained.load(path, step)
-  if not isinstance(model, decoding.CausalLM):
+  model = inference.load(path, step)
+  if not isinstance(model, causal.CausalLM):
     raise UserError(f"{path} holds a model.family={model.config.model.family!r} model, which "
                     "does not generate text; give a GPT run (configs/gpt2.py).")
   return model

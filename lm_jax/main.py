@@ -1,4 +1,4 @@
-r"""Pre-train a model: flags only; the work is in train.run.
+r"""Pre-train or fine-tune a model: flags only; the work is in seeds.run (train.run per seed).
 
   python -m lm_jax.main --config=configs/bert_base.py:tiny --workdir=runs/tiny \
       [--config.train.steps=100 ...]
@@ -16,7 +16,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, parallel, train
+from lm_jax import cli, parallel, seeds
 
 
 def _env_int(name):
@@ -48,7 +48,7 @@ def main(argv):
   with cli.user_errors():
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     _INIT_TIMEOUT.value)
-    train.run(_CONFIG.value, _WORKDIR.value)
+    seeds.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

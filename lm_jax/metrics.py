@@ -35,13 +35,12 @@ class MetricsWriter:
       if k != "step":
         self.tb.add_scalar(k, v, step)
 
-  def progress(self, step, metrics, steps_per_s):
+  def progress(self, step, metrics, steps_per_s, shown_keys=("loss",)):
+    """The progress line: step, the `shown_keys` metrics (the family's), tokens/s, ETA."""
     if not self.enabled:
       return
     eta = datetime.timedelta(seconds=int((self.total - step) / max(steps_per_s, 1e-9)))
-    shown = " | ".join(f"{k} {metrics[k]:.4g}" for k in ("loss", "mlm_accuracy", "nsp_accuracy", "sop_accuracy", "disc_accuracy", "perplexity", "accuracy",
-                                                         "forward_perplexity", "backward_perplexity")
-                       if k in metrics)
+    shown = " | ".join(f"{k} {metrics[k]:.4g}" for k in shown_keys if k in metrics)
     print(f"step {step}/{self.total} | {shown} | {metrics['tokens_per_s'] / 1e3:.1f}k tok/s "
           f"| ETA {eta}", flush=True)
 
@@ -56,10 +55,24 @@ class MetricsWriter:
 
 
 def _truncate_after(path, step):
+  """Keeps the lines of steps <= `step`. A line that does not parse is dropped: a
+  kill or a full disk during an append leaves a torn last line."""
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
+  lines, bad = [], []
+  with open(path, errors="replace") as f:  # a torn line may end inside a UTF-8 character
+    numbered = [(n, l) for n, l in enumerate(f, 1) if l.strip()]
+  for n, line in numbered:
+    try:
+      keep = json.loads(line)["step"] <= step
+    except (ValueError, KeyError, TypeError):
+      bad.append(n)
+      continue
+    if keep:
+      lines.append(line if line.endswith("\n") else line + "\n")
+  if bad and bad != [numbered[-1][0]]:  # more than a torn last line: say so
+    print(f"Note: dropped {len(bad)} unreadable line(s) of {path} (the first is line {bad[0]}).",
+          flush=True)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.writelines(lines)

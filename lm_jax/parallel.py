@@ -9,6 +9,7 @@ Several processes (hosts) join one run through `jax.distributed`; every
 process then runs the same program on its share of the global batch.
 """
 import contextlib
+import contextvars
 import math
 import os
 import socket
@@ -23,7 +24,6 @@ from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from lm_jax.errors import UserError
-from lm_jax.models import layers
 
 AXES = ("data", "fsdp", "tensor")
 
@@ -106,6 +106,33 @@ def layout(mesh):
           f"mesh {dict(mesh.shape)}")
 
 
+# The active logical-axis -> mesh-axis rules (set by `activate` while tracing).
+_AXIS_RULES = contextvars.ContextVar("axis_rules", default=None)
+
+
+@contextlib.contextmanager
+def axis_rules(rules):
+  """Activates `rules` (dict: logical name -> mesh axis / tuple / None)."""
+  token = _AXIS_RULES.set(dict(rules))
+  try:
+    yield
+  finally:
+    _AXIS_RULES.reset(token)
+
+
+def logical_to_spec(axes, rules):
+  """Logical axis names -> PartitionSpec, given a rules dict."""
+  return jax.sharding.PartitionSpec(*(rules.get(a) if a else None for a in axes))
+
+
+def constrain(x, axes):
+  """Sharding constraint on an activation, by logical axis names."""
+  rules = _AXIS_RULES.get()
+  if rules is None:
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, rules))
+
+
 def logical_axes(abstract_state):
   """Pure dict of each parameter's logical axes, from the model's metadata."""
   axes = jax.tree.map(lambda v: v.get_metadata()["logical_axes"], abstract_state,
@@ -115,7 +142,7 @@ def logical_axes(abstract_state):
 
 def shardings(axes_tree, mesh, rule_table):
   """NamedSharding for every leaf of a pure dict of logical axes."""
-  return jax.tree.map(lambda a: NamedSharding(mesh, layers.logical_to_spec(a, rule_table)),
+  return jax.tree.map(lambda a: NamedSharding(mesh, logical_to_spec(a, rule_table)),
                       axes_tree, is_leaf=lambda x: isinstance(x, tuple))
 
 
@@ -144,7 +171,7 @@ def host_to_global(local_batch, mesh, rule_table):
 @contextlib.contextmanager
 def activate(mesh, rule_table):
   """The mesh and the logical-axis rules, for tracing and running steps."""
-  with jax.set_mesh(mesh), layers.axis_rules(rule_table):
+  with jax.set_mesh(mesh), axis_rules(rule_table):
     yield
 
 

@@ -5,7 +5,6 @@ Running it again on the same workdir resumes from the latest checkpoint, and
 since batch k is a pure function of (seed, k) the resumed run is the same
 run, bit for bit.
 """
-import json
 import os
 import signal
 
@@ -13,12 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, families, finetune, interop
-from lm_jax import metrics as metrics_lib, parallel
-from lm_jax.data import labelled, packing, sources, tokenizer as tokenizer_lib
+from lm_jax import checkpoint, config as config_lib, families, init_from
+from lm_jax import metrics as metrics_lib, parallel, state, workdir as workdir_lib
 from lm_jax.errors import UserError
 
 
@@ -50,43 +47,7 @@ def make_optimizer(train_cfg, total_steps):
 
 
 # ---------------------------------------------------------------------------
-# Sharded model state
-# ---------------------------------------------------------------------------
-
-class ModelState:
-  """The model's structure (graphdef), its logical axes, and the shardings
-  of params and optimizer state on a mesh. Creates them directly sharded."""
-
-  def __init__(self, config, mesh, rule_table, tx=None):
-    self.config = config
-    abstract_model = nnx.eval_shape(lambda: families.build_model(config.model, rngs=nnx.Rngs(0)))
-    self.graphdef, abstract_state = nnx.split(abstract_model)
-    self.axes = parallel.logical_axes(abstract_state)
-    self.param_shardings = parallel.shardings(self.axes, mesh, rule_table)
-    self.abstract_params = checkpoint.abstract(nnx.to_pure_dict(abstract_state),
-                                               self.param_shardings)
-    self.tx = tx
-    if tx is not None:
-      abstract_opt = jax.eval_shape(tx.init, self.abstract_params)
-      self.opt_shardings = optax.tree_map_params(
-          tx, lambda _, s: s, abstract_opt, self.param_shardings,
-          transform_non_params=lambda _: parallel.replicated(mesh))
-      self.abstract_opt_state = checkpoint.abstract(abstract_opt, self.opt_shardings)
-
-  def model(self, params):
-    return nnx.merge(self.graphdef, params)
-
-  def init(self, seed):
-    """Fresh params and optimizer state, created sharded (never whole on one device)."""
-    def init_fn():
-      model = families.build_model(self.config.model, rngs=nnx.Rngs(params=seed))
-      params = nnx.to_pure_dict(nnx.state(model))
-      return params, self.tx.init(params)
-    return jax.jit(init_fn, out_shardings=(self.param_shardings, self.opt_shardings))()
-
-
-# ---------------------------------------------------------------------------
-# Train and eval steps
+# The train step
 # ---------------------------------------------------------------------------
 
 def make_train_step(ms, config, mesh, rule_table):
@@ -152,78 +113,6 @@ def initial_carry(config, mesh=None, rule_table=None):
   return jax.jit(fn, out_shardings=parallel.batch_sharding(mesh, rule_table))()
 
 
-def make_eval_step(ms, config, mesh, rule_table):
-  loss_fn = families.get(config.model).loss
-
-  def eval_step(params, batch):
-    loss, m = loss_fn(ms.model(params), batch, None)
-    return dict(m, loss=loss)
-
-  return jax.jit(eval_step, in_shardings=(ms.param_shardings,
-                                          parallel.batch_sharding(mesh, rule_table)))
-
-
-# ---------------------------------------------------------------------------
-# Workdir, tokenizer, data
-# ---------------------------------------------------------------------------
-
-def _architecture(model_cfg):
-  return {k: v for k, v in model_cfg.to_dict().items() if k not in config_lib.RUNTIME_MODEL_KEYS}
-
-
-def prepare_workdir(config, workdir):
-  """Refuses a workdir that holds another model; records the resolved config."""
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f).get("model", {})
-    new = _architecture(config.model)
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in config_lib.RUNTIME_MODEL_KEYS and old.get(k) != new.get(k))
-    if diff:
-      k = diff[0]
-      raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
-                      f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(config_lib.to_json(config))
-    os.replace(tmp, path)
-
-
-def load_or_train_tokenizer(config, workdir, train_docs):
-  """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
-  of init.from_hf's or init.from_workdir's), or a new one."""
-  own = os.path.join(workdir, "tokenizer")
-  vocab = families.get(config.model).vocab  # the family's own, else sentencepiece
-  missing = not (vocab.exists(own) if vocab else tokenizer_lib.exists(own))
-  if missing and jax.process_index() == 0:
-    pretrained_run = config.init.get("from_workdir")
-    source = (config.data.tokenizer or config.init.from_hf
-              or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
-    if vocab:
-      vocab.create(config, own, train_docs)
-    elif source:
-      tokenizer_lib.copy(source, own)
-    else:
-      print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
-      sentences = (s for d in train_docs for s in packing.split_sentences(d))
-      tokenizer_lib.train(sentences, own, config.model.vocab_size)
-  # Every process, unconditionally: another may have seen it missing before process 0 wrote it.
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices("tokenizer")
-  tok = vocab.load(config, own) if vocab else tokenizer_lib.load(own)
-  padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
-  if tok.vocab_size != config.model.vocab_size and not padded:
-    raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
-                    f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
-  if "pad_token_id" in config.model and config.model.pad_token_id != tok.pad_id:  # RoBERTa's positions depend on it
-    raise UserError(f"The tokenizer's pad id is {tok.pad_id} but model.pad_token_id="
-                    f"{config.model.pad_token_id}; set --config.model.pad_token_id={tok.pad_id}.")
-  return tok
-
-
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
@@ -258,14 +147,9 @@ class _Preemption:
 def run(config, workdir):
   """Pre-trains (or, with model.task, fine-tunes) the model the config names,
   in (or resuming in) `workdir`."""
-  task = config.model.get("task")
-  if task and config.train.seeds > 1:
-    return finetune.run_seeds(config, workdir, run)
-  if config.init.from_hf:
-    config = interop.with_hf_model(config)  # the architecture comes from its config.json
-  elif config.init.get("from_workdir"):
-    config = finetune.with_pretrained_model(config)  # ... from the pre-training run's
-  config_lib.validate(config)
+  config = init_from.architecture(config)  # init.from_hf / init.from_workdir's model section
+  families.validate(config)
+  family = families.get(config.model)
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh(config.mesh)
   rule_table = parallel.rules(config.mesh)
@@ -275,23 +159,22 @@ def run(config, workdir):
   if micro % dp:
     raise UserError(f"The micro-batch train.batch_size / train.grad_accum_steps = {micro} is not "
                     f"divisible by the {dp} data-parallel devices; make it a multiple of {dp}.")
-  prepare_workdir(config, workdir)
+  workdir_lib.prepare_workdir(config, workdir)
   if jax.process_index() == 0:
     print(config_lib.to_json(config), flush=True)
   print(parallel.layout(mesh), flush=True)  # every process: who is who
 
   # ---- Tokenizer and data ------------------------------------------------
-  read = labelled.records if task else sources.documents
-  train_docs = read(config.data, "train")
-  tok = load_or_train_tokenizer(config, workdir, train_docs)
+  train_docs = family.read(config.data, "train")
+  tok = workdir_lib.load_or_train_tokenizer(config, workdir, train_docs)
   train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
-  eval_docs = read(config.data, "eval") if config.train.eval_every else []
+  eval_docs = family.read(config.data, "eval") if config.train.eval_every else []
   eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
                                       config.seed + 1) if eval_docs else None)
 
   # ---- Model and optimizer state ----------------------------------------
   total = config_lib.schedule_steps(config)
-  ms = ModelState(config, mesh, rule_table, make_optimizer(config.train, total))
+  ms = state.ModelState(config, mesh, rule_table, make_optimizer(config.train, total))
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   with parallel.activate(mesh, rule_table):
     train_step = make_train_step(ms, config, mesh, rule_table)
@@ -303,11 +186,8 @@ def run(config, workdir):
     carry = initial_carry(config, mesh, rule_table)  # the recurrent state, if the family has one
     if start is None:
       start = 0
-      params, opt_state = ms.init(config.seed)
-      if config.init.from_hf:  # Adam's fresh state does not depend on the values
-        params = interop.load_params(config.init.from_hf, config.model, params)
-      elif config.init.get("from_workdir"):
-        params = finetune.load_encoder(config.init.from_workdir, params, mesh, rule_table)
+      params, opt_state = ms.init(config.seed)  # Adam's fresh state does not depend on the values
+      params = init_from.weights(config, params, mesh, rule_table)
     else:
       if carry is None:
         params, opt_state = ckpt.restore(start, ms.abstract_params, ms.abstract_opt_state)
@@ -320,18 +200,10 @@ def run(config, workdir):
       print(f"Nothing to do: the workdir is already at step {start} >= train.steps.", flush=True)
       ckpt.close()
       return
-    _train_loop(config, workdir, ckpt, train_step, _evaluator(ms, config, mesh, rule_table, eval_data),
-                train_data, params, opt_state, start, mesh, rule_table, carry)
-
-
-def _evaluator(ms, config, mesh, rule_table, eval_data):
-  """evaluator(params) -> {eval_<metric>: value}, or None without evaluation data."""
-  if eval_data is None:
-    return None
-  if config.model.get("task"):
-    return finetune.Evaluator(ms, config, mesh, rule_table, eval_data)
-  eval_step = make_eval_step(ms, config, mesh, rule_table)
-  return lambda params: evaluate(eval_step, params, eval_data, config, mesh, rule_table)
+    evaluator = (family.evaluator(ms, config, mesh, rule_table, eval_data, family.loss)
+                 if eval_data is not None else None)
+    _train_loop(config, workdir, ckpt, train_step, evaluator, train_data, params, opt_state,
+                start, mesh, rule_table, carry)
 
 
 def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
@@ -342,6 +214,7 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
                                jax.process_count(), config.data.worker_threads)
   tokens_per_step = t.batch_size * config.data.seq_len
   preemption = _Preemption()
+  shown = families.get(config.model).progress_metrics
   watch, last_logged = metrics_lib.Stopwatch(), start
   carry = () if carry is None else (carry,)
   try:
@@ -359,7 +232,7 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
         m["tokens_per_s"] = steps_per_s * tokens_per_step
         last_logged = step
         writer.write(step, m)
-        writer.progress(step, m, steps_per_s)
+        writer.progress(step, m, steps_per_s, shown)
       if evaluator and (step % t.eval_every == 0 or step == t.steps):
         m = evaluator(params)
         writer.write(step, m)
@@ -374,18 +247,6 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
     preemption.restore()
     ckpt.close()
     writer.close()
-
-
-def evaluate(eval_step, params, eval_data, config, mesh, rule_table):
-  """Mean metrics over the first `eval_steps` held-out batches (fixed masks)."""
-  totals = {}
-  for k in range(config.train.eval_steps):
-    local = eval_data.global_batch(k, config.train.batch_size // config.train.grad_accum_steps)
-    local = {n: parallel.process_slice(v) for n, v in local.items()}
-    m = jax.device_get(eval_step(params, parallel.host_to_global(local, mesh, rule_table)))
-    for n, v in m.items():
-      totals[n] = totals.get(n, 0.0) + float(v) / config.train.eval_steps
-  return {f"eval_{n}": v for n, v in totals.items()}
 
 
 def _compile_only(train_step, ms, example_batch, abstract_carry=None):

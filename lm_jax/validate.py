@@ -35,31 +35,19 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from lm_jax import cli, config as config_lib, export, pretrained, train
+from lm_jax import cli, config as config_lib, export, families, inference, train
+from lm_jax import workdir as workdir_lib
+from lm_jax.inference import elmo as elmo_inference
 from lm_jax.errors import UserError
 from lm_jax.interop import elmo_hdf5
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = dict(bert="bert_base", roberta="roberta", albert="albert", electra="electra",
-               gpt2="gpt2", elmo="elmo")
-ENCODER = {"model.hidden_size": 64, "model.intermediate_size": 128,
-           "model.max_position_embeddings": 64, "data.seq_len": 64,
-           "data.max_predictions_per_seq": 10}
-SMALLER = dict(  # each family's tiny variant made smaller: seconds per run on 2 CPU cores
-    bert=ENCODER, roberta={**ENCODER, "model.max_position_embeddings": 66},
-    albert={**ENCODER, "model.embedding_size": 32},
-    electra={**ENCODER, "model.embedding_size": 48, "model.generator_intermediate_size": 64},
-    gpt2={"model.n_embd": 64, "model.n_positions": 64, "data.seq_len": 64},
-    elmo={"model.vocab_size": 2000, "model.max_characters_per_token": 20,
-          "model.char_embedding_dim": 8, "model.filters": [[1, 8], [2, 8], [3, 16]],
-          "model.projection_dim": 16, "model.lstm_dim": 48, "model.n_negative_samples": 256,
-          "data.seq_len": 10, "train.learning_rate": 1e-2})
 SENTENCES = ["Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years.",
              "She was the youngest of the two daughters."]
 TOLERANCE = 1e-4
 WINDOW = 3  # logged steps averaged at each end of the loss curve
 
-_FAMILIES = flags.DEFINE_list("families", list(CONFIGS), "Families to check.")
+_FAMILIES = flags.DEFINE_list("families", list(families.FAMILIES), "Families to check.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the runs go (default: a temporary directory).",
                                 allow_override=True)  # lm_jax.export defines one too
 _JSON = flags.DEFINE_string("json", None, "The results as JSON (default: WORKDIR/validate.json).")
@@ -69,8 +57,9 @@ _STEPS = flags.DEFINE_integer("steps", 16, "Training steps per family (even, at 
 def family_config(family, steps, schedule, tokenizer=""):
   """configs/<file>.py:tiny made smaller, for `steps` of a `schedule`-step run on all
   local devices."""
+  record = families.FAMILIES[family]
   spec = importlib.util.spec_from_file_location(
-      CONFIGS[family], os.path.join(REPO, "configs", CONFIGS[family] + ".py"))
+      record.config_file, os.path.join(REPO, "configs", record.config_file + ".py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("tiny")
@@ -78,7 +67,7 @@ def family_config(family, steps, schedule, tokenizer=""):
   overrides = {"train.steps": steps, "train.schedule_steps": schedule, "train.batch_size": batch,
                "train.log_every": 1, "train.eval_every": 0, "train.warmup_steps": 2,
                "train.checkpoint_every": schedule // 2, "data.tokenizer": tokenizer,
-               **SMALLER[family]}
+               **record.validate_overrides}
   return config_lib.override(config, overrides)
 
 
@@ -104,7 +93,7 @@ def max_abs_diff(a, b):
 
 def check_hf_export(workdir, out):
   export.export(workdir, out)
-  return max_abs_diff(pretrained.load(workdir)(SENTENCES), pretrained.load(out)(SENTENCES))
+  return max_abs_diff(inference.load(workdir)(SENTENCES), inference.load(out)(SENTENCES))
 
 
 def check_elmo_export(workdir, out):
@@ -112,7 +101,7 @@ def check_elmo_export(workdir, out):
   indices), then compares the embeddings; a parameter left out stays NaN."""
   import h5py  # pylint: disable=g-import-not-at-top
   export.export(workdir, out, format="elmo")
-  config, ms, checkpoint, _ = pretrained.restore_params(workdir)
+  config, ms, checkpoint, _ = workdir_lib.restore_params(workdir)
   leaves, treedef = jax.tree.flatten(jax.device_get(checkpoint))
   starts = np.cumsum([0] + [x.size for x in leaves])
   index = treedef.unflatten([np.arange(s, s + x.size).reshape(x.shape)
@@ -123,9 +112,12 @@ def check_elmo_export(workdir, out):
       values[np.asarray(get(index)).ravel()] = f[name][...].ravel()
   params = treedef.unflatten([values[s:s + x.size].reshape(x.shape) for s, x in zip(starts, leaves)])
   params["softmax"] = checkpoint["softmax"]  # training only: not exported
-  vocab = pretrained.run_tokenizer(config, workdir)
-  ours, reread = (pretrained.ElmoPretrained(config, ms, p, vocab) for p in (checkpoint, params))
+  vocab = workdir_lib.run_tokenizer(config, workdir)
+  ours, reread = (elmo_inference.Elmo(config, ms, p, vocab) for p in (checkpoint, params))
   return max_abs_diff(ours.embed(SENTENCES), reread.embed(SENTENCES))
+
+
+EXPORT_CHECKS = {"hf": check_hf_export, "elmo": check_elmo_export}  # by the record's export_format
 
 
 def validate(family, steps, workdir, tokenizer):
@@ -140,7 +132,7 @@ def validate(family, steps, workdir, tokenizer):
   a, b = losses(straight), losses(resumed)
   curve = [a[s]["loss"] for s in sorted(a)]
   tokens_per_s = float(np.median([a[s]["tokens_per_s"] for s in sorted(a)[1:]]))
-  check = check_elmo_export if family == "elmo" else check_hf_export
+  check = EXPORT_CHECKS[families.FAMILIES[family].export_format]
   diff = check(straight, os.path.join(workdir, "export"))
   row = dict(family=family, devices=f"{jax.device_count()} {jax.devices()[0].platform}",
              steps_per_s=round(tokens_per_s / (config.train.batch_size * config.data.seq_len), 2),
@@ -180,36 +172,38 @@ def table(rows):
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"Unexpected arguments {argv[1:]}; pass options as --name=value.")
-  families = _FAMILIES.value
-  unknown = [f for f in families if f not in CONFIGS] or ([] if families else [""])
+  names = _FAMILIES.value
+  unknown = [f for f in names if f not in families.FAMILIES] or ([] if names else [""])
   if unknown:
-    cli.fail(f"Unknown family {unknown[0]!r} in --families; choose from {','.join(CONFIGS)}.")
+    cli.fail(f"Unknown family {unknown[0]!r} in --families; choose from "
+             f"{','.join(families.FAMILIES)}.")
   if _STEPS.value < 8 or _STEPS.value % 2:
     cli.fail(f"--steps={_STEPS.value} is too few to check; give an even number of at least 8.")
   workdir = os.path.abspath(_WORKDIR.value or tempfile.mkdtemp(prefix="lm_jax_validate_"))
-  used = [f for f in families if os.path.exists(os.path.join(workdir, f))]
+  used = [f for f in names if os.path.exists(os.path.join(workdir, f))]
   if used:  # never train on top of (or delete) an earlier run
     cli.fail(f"{os.path.join(workdir, used[0])} already exists; give a new or empty --workdir.")
   logging.set_verbosity(logging.WARNING)
   # The three runs of a family compile the same steps: compile them once.
   jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "compilation_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  print(f"Validating {', '.join(families)} on {jax.device_count()} {jax.devices()[0].platform} "
+  print(f"Validating {', '.join(names)} on {jax.device_count()} {jax.devices()[0].platform} "
         f"device(s) with jax {jax.__version__}, in {workdir}", flush=True)
   rows, failures, tokenizer = [], [], ""
-  for family in families:
+  for family in names:
+    own_vocab = families.FAMILIES[family].vocab is not None  # not sentencepiece
     print(f"{family}: training {_STEPS.value} steps, resuming, exporting ...", flush=True)
     start = time.perf_counter()
     try:
       row, failed = validate(family, _STEPS.value, os.path.join(workdir, family),
-                             "" if family == "elmo" else tokenizer)
+                             "" if own_vocab else tokenizer)
     except Exception as e:  # pylint: disable=broad-except  # a broken install: report, go on
       if not isinstance(e, UserError):
         traceback.print_exc()
         e = f"{type(e).__name__}: {e}"
       row, failed = dict(family=family, passed=False), [f"{family}: the run failed ({e})."]
     shared = os.path.join(workdir, family, "straight", "tokenizer")
-    if family != "elmo" and not tokenizer and os.path.exists(shared):
+    if not own_vocab and not tokenizer and os.path.exists(shared):
       tokenizer = shared  # one sentencepiece model for the other families
     print(f"{family}: {'passed' if row['passed'] else 'FAILED'} in "
           f"{time.perf_counter() - start:.0f} s", flush=True)

@@ -16,7 +16,7 @@ from flax import nnx
 
 import lm_jax
 from conftest import REPO, override
-from lm_jax import config as config_lib, train
+from lm_jax import families, train
 from lm_jax.data import elmo_data, elmo_vocab, sources
 from lm_jax.errors import UserError
 from lm_jax.models import elmo
@@ -194,7 +194,7 @@ def test_config_refusals():
       ({"model.activation": "gelu"}, "must be relu or tanh"),
   ]:
     with pytest.raises(UserError, match=message):
-      config_lib.validate(elmo_config(**overrides))
+      families.validate(elmo_config(**overrides))
 
 
 # ---------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def test_cached_generation_equals_recomputing(trained):
 
 
 def test_filter_logits_keeps_top_k_and_nucleus():
-  from lm_jax import decoding
+  from lm_jax.inference import causal as decoding
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
   kept = lambda **kw: np.isfinite(np.asarray(decoding.filter_logits(logits, **kw)))[0].tolist()
   assert kept(top_k=2, top_p=1.0) == [True, True, False, False]

@@ -23,7 +23,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from conftest import REPO, run_main, tiny_config
 import lm_jax
-from lm_jax import checkpoint, export, interop, parallel, train
+from lm_jax import checkpoint, export, interop, parallel, state, train
+from lm_jax import workdir as workdir_lib
 from lm_jax.data import hf_tokenizer, packing, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -136,10 +137,10 @@ def test_wordpiece_vocab_backend_matches_transformers(wordpiece_dir):
 
 def make_workdir(workdir, config, params):
   """A run directory holding `params` as the checkpoint of step 1."""
-  train.prepare_workdir(config, workdir)
+  workdir_lib.prepare_workdir(config, workdir)
   tokenizer_lib.copy(config.data.tokenizer, os.path.join(workdir, "tokenizer"))
   mesh = parallel.make_mesh(config.mesh)
-  ms = train.ModelState(config, mesh, parallel.rules(config.mesh), train.make_optimizer(config.train, 1))
+  ms = state.ModelState(config, mesh, parallel.rules(config.mesh), train.make_optimizer(config.train, 1))
   ckpt = checkpoint.Checkpointer(workdir)
   ckpt.save(1, params, ms.tx.init(params))
   ckpt.close()
@@ -148,7 +149,7 @@ def make_workdir(workdir, config, params):
 def random_model(config, seed):
   """(ModelState, perturbed random params) for `config`."""
   mesh, rule_table = parallel.make_mesh(config.mesh), parallel.rules(config.mesh)
-  ms = train.ModelState(config, mesh, rule_table, train.make_optimizer(config.train, 1))
+  ms = state.ModelState(config, mesh, rule_table, train.make_optimizer(config.train, 1))
   return ms, perturbed(ms.init(seed)[0], seed)
 
 

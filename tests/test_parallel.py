@@ -135,7 +135,7 @@ def _subprocess_main(tokenizer_dir, out_dir):
   import jax
   import jax.numpy as jnp
   from conftest import tiny_config
-  from lm_jax import checkpoint, families, parallel, train
+  from lm_jax import checkpoint, families, parallel, state, train
   from lm_jax.data import sources, tokenizer
 
   assert jax.device_count() == 8
@@ -149,7 +149,7 @@ def _subprocess_main(tokenizer_dir, out_dir):
     c = tiny_config(tokenizer_dir, **{"train.steps": STEPS})
     c.mesh.update(sizes)
     mesh, rules = parallel.make_mesh(c.mesh, devs), parallel.rules(c.mesh)
-    return c, mesh, rules, train.ModelState(c, mesh, rules, train.make_optimizer(c.train, STEPS))
+    return c, mesh, rules, state.ModelState(c, mesh, rules, train.make_optimizer(c.train, STEPS))
 
   def train_steps(devs, steps=STEPS, **sizes):
     c, mesh, rules, ms = setup(devs, **sizes)

@@ -134,8 +134,8 @@ def read(path, max_chars):
 
 
 # ---------------------------------------------------------------------------
-# The family's vocabulary hook (lm_jax/families.py): train.py and
-# pretrained.py call these instead of the sentencepiece tokenizer's.
+# The family's vocabulary hook (its record in lm_jax/families/): workdir.py
+# calls these instead of the sentencepiece tokenizer's.
 # ---------------------------------------------------------------------------
 
 def exists(directory):

@@ -2,7 +2,7 @@
 
 Each model family has an `Examples` class whose `example(i)` builds
 example i from the tokenised corpus and a generator seeded by (seed, i)
-(lm_jax/families.py says which class a family uses). Global batch k
+(its record in lm_jax/families/ says which class a family uses). Global batch k
 holds examples [k*B, (k+1)*B); process p of P reads only its slice
 [k*B + p*B/P, k*B + (p+1)*B/P). Resuming at step k, or restarting on another
 number of hosts, therefore sees exactly the same global batches, with no

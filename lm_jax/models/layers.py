@@ -3,43 +3,15 @@
 Every parameter carries `logical_axes` metadata (`vocab`, `embed`, `mlp`,
 `heads`, `kv`, `layers`, ...). parallel.py maps those names to mesh axes; no
 model file spells a PartitionSpec. Activations are constrained the same way
-through `constrain`, which is a no-op outside a mesh.
+through `constrain` (parallel.py's), which is a no-op outside a mesh.
 
 Parameters live in float32; each op casts them to the compute dtype.
 """
-import contextlib
-import contextvars
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# The active logical-axis -> mesh-axis rules (set by parallel.py while tracing).
-_AXIS_RULES = contextvars.ContextVar("axis_rules", default=None)
-
-
-@contextlib.contextmanager
-def axis_rules(rules):
-  """Activates `rules` (dict: logical name -> mesh axis / tuple / None)."""
-  token = _AXIS_RULES.set(dict(rules))
-  try:
-    yield
-  finally:
-    _AXIS_RULES.reset(token)
-
-
-def logical_to_spec(axes, rules):
-  """Logical axis names -> PartitionSpec, given a rules dict."""
-  return jax.sharding.PartitionSpec(*(rules.get(a) if a else None for a in axes))
-
-
-def constrain(x, axes):
-  """Sharding constraint on an activation, by logical axis names."""
-  rules = _AXIS_RULES.get()
-  if rules is None:
-    return x
-  return jax.lax.with_sharding_constraint(x, logical_to_spec(axes, rules))
-
+from lm_jax.parallel import constrain  # pylint: disable=unused-import  # the models' import point
 
 def param(rngs, init, shape, axes):
   """A float32 parameter annotated with its logical axes."""

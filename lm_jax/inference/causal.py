@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lm_jax import config as config_lib, pretrained
+from lm_jax import config as config_lib
 from lm_jax.errors import UserError
 
 
@@ -46,11 +46,14 @@ def next_tokens(logits, key, temperature, top_k, top_p):
   return jax.random.categorical(key, logits).astype(jnp.int32)
 
 
-class CausalLM(pretrained.Pretrained):
+class CausalLM:
   """A GPT with its tokenizer: logits and generation. Inputs are texts or id lists."""
 
   def __init__(self, config, model_state, params, tokenizer, step=None):
-    super().__init__(config, model_state, params, tokenizer, step)
+    self.config = config
+    self.tokenizer = tokenizer
+    self.step = step
+    self._ms, self.params = model_state, params
     model = model_state.model
     self._forward = jax.jit(lambda p, ids, segments: model(p)(ids, segments))
 
@@ -95,6 +98,10 @@ class CausalLM(pretrained.Pretrained):
       raise UserError(f"That needs {n} positions but the model has {self.max_len}; "
                       "shorten the prompt or ask for fewer new tokens.")
 
+  def __call__(self, inputs):
+    """All outputs of the model (numpy), for a batch of texts or id lists."""
+    return self.forward(*self.encode(inputs))
+
   def forward(self, input_ids, segment_ids):
     """logits [b, t, vocab] and hidden_states (numpy) for an encoded batch."""
     return jax.tree.map(np.asarray, self._forward(self.params, input_ids, segment_ids))
@@ -104,6 +111,7 @@ class CausalLM(pretrained.Pretrained):
     return self(inputs)["logits"]
 
   def hidden_states(self, inputs):
+    """[batch, length, hidden] last-layer hidden states."""
     return self(inputs)["hidden_states"]
 
   def generate(self, prompts, max_new_tokens=32, temperature=0.0, top_k=0, top_p=1.0, seed=0):

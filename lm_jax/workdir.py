@@ -1,0 +1,115 @@
+"""A run on disk: WORKDIR/config.json, WORKDIR/tokenizer/, WORKDIR/checkpoints/.
+
+- `prepare_workdir` refuses a workdir that holds another model and records
+  the resolved config;
+- `load_or_train_tokenizer` gives the run its tokenizer (trained or copied
+  on the first start, read on every later one); `run_tokenizer` reads it;
+- `restore_params` reads a run's config and the parameters of one of its
+  checkpoints onto a mesh (export, inference, fine-tuning's encoder).
+"""
+import json
+import os
+
+import jax
+import ml_collections
+from jax.experimental import multihost_utils
+
+from lm_jax import checkpoint, config as config_lib, families, parallel, state
+from lm_jax.data import packing, tokenizer as tokenizer_lib
+from lm_jax.errors import UserError
+
+
+def read_config(workdir):
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} is not an lm_jax run (no config.json); "
+                    "give the --workdir of a training run.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def prepare_workdir(config, workdir):
+  """Refuses a workdir that holds another model; records the resolved config."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f).get("model", {})
+    runtime = families.family(config.model).runtime_keys
+    new = {k: v for k, v in config.model.to_dict().items() if k not in runtime}
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in runtime and old.get(k) != new.get(k))
+    if diff:
+      k = diff[0]
+      raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
+                      f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(config_lib.to_json(config))
+    os.replace(tmp, path)
+
+
+def load_or_train_tokenizer(config, workdir, train_docs):
+  """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
+  of init.from_hf's or init.from_workdir's), or a new one."""
+  own = os.path.join(workdir, "tokenizer")
+  vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
+  missing = not (vocab.exists(own) if vocab else tokenizer_lib.exists(own))
+  if missing and jax.process_index() == 0:
+    pretrained_run = config.init.get("from_workdir")
+    source = (config.data.tokenizer or config.init.from_hf
+              or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
+    if vocab:
+      vocab.create(config, own, train_docs)
+    elif source:
+      tokenizer_lib.copy(source, own)
+    else:
+      print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
+      sentences = (s for d in train_docs for s in packing.split_sentences(d))
+      tokenizer_lib.train(sentences, own, config.model.vocab_size)
+  # Every process, unconditionally: another may have seen it missing before process 0 wrote it.
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("tokenizer")
+  tok = vocab.load(config, own) if vocab else tokenizer_lib.load(own)
+  padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
+  if tok.vocab_size != config.model.vocab_size and not padded:
+    raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="
+                    f"{config.model.vocab_size}; set --config.model.vocab_size={tok.vocab_size}.")
+  if "pad_token_id" in config.model and config.model.pad_token_id != tok.pad_id:  # RoBERTa's positions depend on it
+    raise UserError(f"The tokenizer's pad id is {tok.pad_id} but model.pad_token_id="
+                    f"{config.model.pad_token_id}; set --config.model.pad_token_id={tok.pad_id}.")
+  return tok
+
+
+def run_tokenizer(config, workdir):
+  """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt)."""
+  directory = os.path.join(workdir, "tokenizer")
+  vocab = families.family(config.model).vocab
+  return vocab.load(config, directory) if vocab else tokenizer_lib.load(directory)
+
+
+def single_device_mesh(config):
+  """A 1-device mesh: inference and export hold the whole model on one device."""
+  mesh_cfg = ml_collections.ConfigDict(dict(config.mesh))
+  mesh_cfg.update(data=1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1)
+  return parallel.make_mesh(mesh_cfg, jax.local_devices()[:1]), parallel.rules(mesh_cfg)
+
+
+def restore_params(workdir, step=None, mesh=None, rule_table=None):
+  """(config, ModelState, params, step) of a run's checkpoint (latest by default),
+  restored onto `mesh` with `rule_table` (default: one device)."""
+  config = read_config(workdir)
+  if mesh is None:
+    mesh, rule_table = single_device_mesh(config)
+  ms = state.ModelState(config, mesh, rule_table)
+  ckpt = checkpoint.Checkpointer(workdir, read_only=True)
+  steps = ckpt.steps()
+  if not steps:
+    raise UserError(f"{workdir} has no complete checkpoint yet; train longer or wait for the first save.")
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise UserError(f"{workdir} has no checkpoint at step {step}; available steps: {steps}.")
+  params, _ = ckpt.restore(step, ms.abstract_params)
+  ckpt.close()
+  return config, ms, params, step
