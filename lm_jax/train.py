@@ -159,7 +159,7 @@ def run(config, workdir):
   if micro % dp:
     raise UserError(f"The micro-batch train.batch_size / train.grad_accum_steps = {micro} is not "
                     f"divisible by the {dp} data-parallel devices; make it a multiple of {dp}.")
-  workdir_lib.prepare_workdir(config, workdir)
+  workdir_lib.check_workdir(config, workdir)  # config.json is written once the run starts
   if jax.process_index() == 0:
     print(config_lib.to_json(config), flush=True)
   print(parallel.layout(mesh), flush=True)  # every process: who is who
@@ -202,6 +202,7 @@ def run(config, workdir):
       return
     evaluator = (family.evaluator(ms, config, mesh, rule_table, eval_data, family.loss)
                  if eval_data is not None else None)
+    workdir_lib.record_config(config, workdir)  # everything checked: this config now runs
     _train_loop(config, workdir, ckpt, train_step, evaluator, train_data, params, opt_state,
                 start, mesh, rule_table, carry)
 
@@ -225,9 +226,7 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
       if step % t.log_every == 0 or step == t.steps:
         m = {k: float(v) for k, v in jax.device_get(m).items()}
         if not np.isfinite(m["loss"]):
-          good = ckpt.latest_step()
-          raise UserError(f"The loss became {m['loss']} at step {step}; lower "
-                          f"train.learning_rate (the last good checkpoint is step {good}).")
+          _diverged(ckpt, step, f"the loss became {m['loss']}")
         steps_per_s = (step - last_logged) / watch.lap()
         m["tokens_per_s"] = steps_per_s * tokens_per_step
         last_logged = step
@@ -238,15 +237,38 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
         writer.write(step, m)
         writer.eval_line(step, m)
       if step % t.checkpoint_every == 0 or step == t.steps:
-        ckpt.save(step, params, opt_state, *carry)
+        _save_if_finite(ckpt, step, params, opt_state, carry)
       if preemption.should_stop(step):
-        ckpt.save(step, params, opt_state, *carry)
+        _save_if_finite(ckpt, step, params, opt_state, carry)
         print(f"Preempted: saved step {step}; run the same command to resume.", flush=True)
         break
   finally:
     preemption.restore()
     ckpt.close()
     writer.close()
+
+
+# Every process computes the same replicated flag, so all of them take the same branch.
+_all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
+    [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
+
+
+def _save_if_finite(ckpt, step, params, opt_state, carry):
+  """Saves `step` unless its parameters hold a NaN or an infinity: a diverged
+  model is never checkpointed, so the rotation (keep_checkpoints) can only
+  drop good checkpoints for newer good ones."""
+  if not bool(_all_finite(params)):
+    _diverged(ckpt, step, "the parameters are no longer finite")
+  ckpt.save(step, params, opt_state, *carry)
+
+
+def _diverged(ckpt, step, what):
+  ckpt.wait()  # the newest complete save is the last good one
+  good = ckpt.latest_step()
+  fallback = (f"the last good checkpoint is step {good}" if good is not None
+              else "no checkpoint was saved before it")
+  raise UserError(f"Training diverged at step {step} ({what}); lower train.learning_rate or "
+                  f"raise train.warmup_steps and run again ({fallback}).")
 
 
 def _compile_only(train_step, ms, example_batch, abstract_carry=None):

@@ -1,7 +1,7 @@
 """A run on disk: WORKDIR/config.json, WORKDIR/tokenizer/, WORKDIR/checkpoints/.
 
-- `prepare_workdir` refuses a workdir that holds another model and records
-  the resolved config;
+- `check_workdir` refuses a workdir that holds another model (or lost its
+  tokenizer); `record_config` writes config.json once the run starts;
 - `load_or_train_tokenizer` gives the run its tokenizer (trained or copied
   on the first start, read on every later one); `run_tokenizer` reads it;
 - `restore_params` reads a run's config and the parameters of one of its
@@ -24,30 +24,58 @@ def read_config(workdir):
   if not os.path.exists(path):
     raise UserError(f"{workdir} is not an lm_jax run (no config.json); "
                     "give the --workdir of a training run.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(_read_json(path))
 
 
-def prepare_workdir(config, workdir):
-  """Refuses a workdir that holds another model; records the resolved config."""
+def check_workdir(config, workdir):
+  """Refuses a workdir that holds another model, or checkpoints without the
+  tokenizer they were trained with. Writes nothing."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f).get("model", {})
+    old = _read_json(path).get("model", {})
     runtime = families.family(config.model).runtime_keys
     new = {k: v for k, v in config.model.to_dict().items() if k not in runtime}
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in runtime and old.get(k) != new.get(k))
+    diff = sorted((k for k in set(old) | set(new) if k not in runtime and old.get(k) != new.get(k)),
+                  key=lambda k: (k != "family", k))  # another family is the news, not its keys
     if diff:
       k = diff[0]
       raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
                       f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
+  if has_checkpoints(workdir) and not _tokenizer_exists(config, os.path.join(workdir, "tokenizer")):
+    raise UserError(f"{workdir} has checkpoints but no tokenizer/ (the checkpoints' embeddings "
+                    "belong to it); put the run's tokenizer/ back, or start a new --workdir.")
+
+
+def record_config(config, workdir):
+  """Writes WORKDIR/config.json (process 0), once the run has really started: a
+  failed invocation leaves the record of what the checkpoints were trained with."""
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
       f.write(config_lib.to_json(config))
     os.replace(tmp, path)
+
+
+def has_checkpoints(workdir):
+  """Whether WORKDIR/checkpoints/ holds a step (complete or not)."""
+  directory = checkpoint.directory(workdir)
+  return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+
+def _tokenizer_exists(config, directory):
+  vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
+  return vocab.exists(directory) if vocab else tokenizer_lib.exists(directory)
+
+
+def _read_json(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError:
+    raise UserError(f"{path} is not valid JSON (truncated?); restore it from a backup, or copy "
+                    "the config of the run that wrote the checkpoints.") from None
 
 
 def load_or_train_tokenizer(config, workdir, train_docs):
@@ -55,8 +83,7 @@ def load_or_train_tokenizer(config, workdir, train_docs):
   of init.from_hf's or init.from_workdir's), or a new one."""
   own = os.path.join(workdir, "tokenizer")
   vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
-  missing = not (vocab.exists(own) if vocab else tokenizer_lib.exists(own))
-  if missing and jax.process_index() == 0:
+  if not _tokenizer_exists(config, own) and jax.process_index() == 0:
     pretrained_run = config.init.get("from_workdir")
     source = (config.data.tokenizer or config.init.from_hf
               or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))

@@ -137,7 +137,8 @@ def test_wordpiece_vocab_backend_matches_transformers(wordpiece_dir):
 
 def make_workdir(workdir, config, params):
   """A run directory holding `params` as the checkpoint of step 1."""
-  workdir_lib.prepare_workdir(config, workdir)
+  workdir_lib.check_workdir(config, workdir)
+  workdir_lib.record_config(config, workdir)
   tokenizer_lib.copy(config.data.tokenizer, os.path.join(workdir, "tokenizer"))
   mesh = parallel.make_mesh(config.mesh)
   ms = state.ModelState(config, mesh, parallel.rules(config.mesh), train.make_optimizer(config.train, 1))

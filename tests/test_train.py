@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -195,3 +196,55 @@ def test_load_gives_logits_hidden_states_and_fill_mask(trained):
     lm_jax.load(trained, step=7)
   with pytest.raises(UserError, match="is not an lm_jax run"):
     lm_jax.load(os.path.join(trained, "tokenizer"))
+
+
+def test_divergence_is_never_checkpointed(tmp_path, tokenizer_dir):
+  """lr 1e9 with saves every step and logs every 10: the first non-finite parameters
+  stop the run before they are saved, so the rotation keeps good checkpoints only."""
+  from lm_jax import workdir as workdir_lib
+  workdir = str(tmp_path)
+  config = tiny_config(tokenizer_dir, **{"train.learning_rate": 1e9, "train.warmup_steps": 0,
+                                         "train.log_every": 10, "train.checkpoint_every": 1,
+                                         "train.keep_checkpoints": 1, "train.eval_every": 0})
+  with pytest.raises(UserError, match=r"Training diverged at step \d+ \(the parameters are no "
+                                      r"longer finite\).*last good checkpoint is step (\d+)") as e:
+    train.run(config, workdir)
+  _, _, params, step = workdir_lib.restore_params(workdir)  # the one checkpoint kept
+  assert str(e.value).endswith(f"is step {step}).")
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_a_failed_start_keeps_config_json_and_a_lost_tokenizer_is_refused(trained, tmp_path,
+                                                                         tokenizer_dir):
+  """A start that fails on its data does not overwrite the config the checkpoints were
+  trained with; checkpoints without their tokenizer are refused, never retrained."""
+  import shutil
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained, workdir)
+  before = open(os.path.join(workdir, "config.json")).read()
+  with pytest.raises(UserError, match="No files match"):
+    train.run(tiny_config(tokenizer_dir, **{"train.steps": 80,
+                                            "data.files": str(tmp_path / "missing*.txt")}), workdir)
+  assert open(os.path.join(workdir, "config.json")).read() == before
+  shutil.rmtree(os.path.join(workdir, "tokenizer"))
+  with pytest.raises(UserError, match="has checkpoints but no tokenizer/"):
+    train.run(tiny_config(tokenizer_dir, **{"train.steps": 80}), workdir)
+  assert not os.path.exists(os.path.join(workdir, "tokenizer"))
+
+
+def test_another_family_on_a_workdir_names_the_family(trained):
+  from configs import elmo
+  with pytest.raises(UserError, match=r"model\.family was 'bert', now 'elmo'"):
+    train.run(elmo.get_config("tiny"), trained)
+
+
+def test_truncated_config_json_is_one_sentence(trained, tmp_path):
+  import shutil
+  workdir = str(tmp_path / "run")
+  shutil.copytree(trained, workdir)
+  path = os.path.join(workdir, "config.json")
+  text = open(path).read()
+  with open(path, "w") as f:
+    f.write(text[:len(text) // 2])
+  with pytest.raises(UserError, match="config.json is not valid JSON"):
+    lm_jax.load(workdir)
