@@ -34,7 +34,7 @@ TASKS = {
 def get_config(task="sst2"):
   task = task or "sst2"
   if task not in TASKS:
-    raise ValueError(f"unknown GLUE task {task!r}; use one of {sorted(TASKS)}")
+    raise ValueError(f"unknown GLUE task {task!r}; use one of {', '.join(sorted(TASKS))}")
   text_keys, labels, size, eval_split = TASKS[task]
   c = finetune_config(bert_model(), "sequence_classification", labels)
   c.data.update(tfds_name=f"glue/{task}", tfds_split="train", tfds_eval_split=eval_split,

@@ -17,7 +17,8 @@ from lm_jax.config import bert_model, finetune_config
 
 
 def get_config(variant=""):
-  del variant
+  if variant:
+    raise ValueError(f"finetune_imdb.py has no variant {variant!r}; use it without one")
   c = finetune_config(bert_model(), "sequence_classification", ("neg", "pos"))
   c.data.update(tfds_name="imdb_reviews", tfds_split="train", tfds_eval_split="test",
                 text_keys="text", label_key="label", seq_len=512,

@@ -20,7 +20,8 @@ CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC
 
 
 def get_config(variant=""):
-  del variant
+  if variant:
+    raise ValueError(f"finetune_ner.py has no variant {variant!r}; use it without one")
   c = finetune_config(bert_model(), "token_classification", CONLL_TAGS)
   c.data.update(tfds_name="conll2003", tfds_split="train", tfds_eval_split="dev",
                 text_keys="tokens", label_key="ner", seq_len=128)

@@ -23,13 +23,25 @@ def user_errors():
     fail(str(e))
 
 
+def _config_spec(argv, config_flag):
+  """The FILE[:VARIANT] given as --config=SPEC or --config SPEC, or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{config_flag}="):
+      return arg.split("=", 1)[1]
+    if arg == f"--{config_flag}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
 def _config_file_problem(argv, config_flag):
   """Explains what is wrong with --config / --config.KEY=VALUE, or None."""
-  prefix = f"--{config_flag}="
-  spec = next((a[len(prefix):] for a in argv if a.startswith(prefix)), None)
+  spec = _config_spec(argv, config_flag)
   if spec is None:
     return f"--{config_flag} is required, e.g. --{config_flag}=configs/bert_base.py:tiny."
   path, _, variant = spec.partition(":")
+  if os.path.isdir(path):
+    return (f"{path} is a directory; give a config file, e.g. "
+            f"--{config_flag}={path}/bert_base.py:tiny.")
   if not os.path.exists(path):
     return f"Config file {path} does not exist; check --{config_flag}."
   module_spec = importlib.util.spec_from_file_location("_lm_jax_config", path)
@@ -37,6 +49,8 @@ def _config_file_problem(argv, config_flag):
   try:
     module_spec.loader.exec_module(module)
     config = module.get_config(variant) if variant else module.get_config()
+  except ValueError as e:  # configs/*.py: an unknown variant, with the valid ones
+    return f"{spec}: {e}."
   except Exception as e:  # the config file's own error
     return f"{spec} could not be loaded ({type(e).__name__}: {e}); fix the file or the variant."
   for arg in argv:
@@ -52,12 +66,28 @@ def _config_file_problem(argv, config_flag):
   return None
 
 
-def parse_flags(argv, config_flag=None):
-  """absl's flag parsing, with config mistakes as one sentence and exit 2."""
+def _config_loaded(config_flag):
+  """Whether --config gave a config: ml_collections parses a missing file into a
+  placeholder that raises only when the config is first used."""
   try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(f"{e}.")
+    flags.FLAGS[config_flag].value.keys()
+    return True
+  except Exception:  # None (no --config), or that placeholder
+    return False
+
+
+def parse_flags(argv, config_flag=None):
+  """absl's flag parsing, with config mistakes as one sentence and exit 2.
+
+  `config_flag`: the name of a required config-file flag (ml_collections).
+  """
+  problem = lambda: _config_file_problem(argv[1:], config_flag) if config_flag else None
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:  # the config file's own error comes as one too, with a traceback
+    fail(problem() or f"{e}.")
   except Exception:  # ml_collections raises plain errors for bad config overrides
-    problem = _config_file_problem(argv[1:], config_flag) if config_flag else None
-    fail(problem or "Could not parse the command line; check the --config overrides.")
+    fail(problem() or "Could not parse the command line; check the --config overrides.")
+  if config_flag and not _config_loaded(config_flag):
+    fail(problem() or f"--{config_flag} could not be loaded; check it.")
+  return rest
