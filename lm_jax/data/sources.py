@@ -8,11 +8,13 @@
 - any tensorflow-datasets text dataset by name, read through
   `tfds.data_source` (ArrayRecord, no TensorFlow needed).
 """
+import codecs
 import glob
 import gzip
 import json
 import os
 import re
+import zlib
 
 from lm_jax.errors import UserError
 
@@ -21,10 +23,48 @@ EVAL_NOVELS = ("austen_persuasion",)
 _CHAPTER = re.compile(r"^\s*chapter\b.*$", re.IGNORECASE | re.MULTILINE)
 
 
+_PEEK_BYTES = 4096  # what check_inputs reads of each file
+
+
+def _read_bytes(path, limit=-1):
+  """The bytes of `path` (decompressed if .gz), at most `limit` of them; a file
+  that cannot be read is one UserError naming it."""
+  try:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+      return f.read(limit)
+  except IsADirectoryError:
+    raise UserError(f"{path} is a directory, not a text file; make the data glob match files "
+                    f"only (e.g. {path}/*.txt).") from None
+  except gzip.BadGzipFile:
+    raise UserError(f"{path} ends in .gz but is not gzip-compressed; rename it without .gz or "
+                    "compress it with gzip.") from None
+  except (EOFError, zlib.error) as e:  # a truncated or damaged gzip stream
+    raise UserError(f"{path} is a damaged gzip file ({e}); re-create it or leave it out of "
+                    "the data glob.") from None
+  except OSError as e:
+    raise UserError(f"{path} cannot be read ({e.strerror or e}); check the file and its "
+                    "permissions.") from None
+
+
+def _decode(path, data, final=True):
+  """`data` as UTF-8 text; `final=False` for a prefix that may end inside a character."""
+  try:
+    return codecs.getincrementaldecoder("utf-8")().decode(data, final)
+  except UnicodeDecodeError as e:
+    where = f"offset {e.start}" + (" of the decompressed text" if path.endswith(".gz") else "")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+      what, fix = "UTF-16 text", "re-encode it as UTF-8, e.g. with iconv -f utf-16 -t utf-8"
+    elif b"\0" in data[:8192]:
+      what, fix = "a binary file, not text", "leave it out of the data glob"
+    else:
+      what = f"not UTF-8 text (byte 0x{data[e.start]:02x} at {where})"
+      fix = "re-encode it as UTF-8, e.g. with iconv -f latin1 -t utf-8"
+    raise UserError(f"{path} is {what}; {fix}.") from None
+
+
 def read_text(path):
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    return f.read()
+  """The text of a UTF-8 file, gunzipped if its name ends in .gz."""
+  return _decode(path, _read_bytes(path))
 
 
 def _paragraphs(text):
@@ -54,10 +94,10 @@ def matching_files(pattern, key="data.files"):
   return paths
 
 
-def file_documents(pattern):
+def file_documents(pattern, key="data.files"):
   """Documents from local files matching a glob (see module docstring)."""
   docs = []
-  for path in matching_files(pattern):
+  for path in matching_files(pattern, key):
     text = read_text(path)
     if path.endswith((".jsonl", ".jsonl.gz")):
       for n, line in enumerate(text.splitlines(), 1):
@@ -117,11 +157,24 @@ def documents(data, split):
     docs = tfds_documents(data.tfds_name, tfds_split, data.tfds_text_key,
                           data.tfds_data_dir, data.max_documents)
   elif data.files:
+    key = "data.files" if split == "train" else "data.eval_files"
     pattern = data.files if split == "train" else data.eval_files
-    docs = file_documents(pattern) if pattern else []
+    docs = file_documents(pattern, key) if pattern else []
   else:
     docs = embedded_documents(split)
   if split == "train" and not any(d.strip() for d in docs):
     raise UserError("The training corpus is empty; point data.files or data.tfds_name "
                     "at text with at least one non-empty document.")
   return docs
+
+
+def check_inputs(data):
+  """Opens every file that data.files and data.eval_files name and decodes its
+  first bytes, so that a missing or unreadable input is one UserError before
+  any work (not after a tokenizer was trained). Reads a few KiB of each file.
+  """
+  if data.tfds_name or not data.files:  # documents() reads no files then
+    return
+  for key in ("files", "eval_files"):
+    for path in matching_files(data[key], f"data.{key}") if data[key] else []:
+      _decode(path, _read_bytes(path, _PEEK_BYTES), final=False)
