@@ -7,6 +7,7 @@ The special tokens are ordinary pieces with fixed ids ([PAD]=0, [UNK]=1,
 [CLS]=2, [SEP]=3, [MASK]=4), and "[MASK]" typed in a text becomes the mask
 token, so fill-in-the-blank prompts need no special API.
 """
+import glob
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from lm_jax.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MODEL_FILE = "spm.model"
+TMP_PREFIX = ".tmp-"  # train()'s temporary folder in the output directory
 WORD_START = "\u2581"  # sentencepiece's word-boundary marker
 
 
@@ -99,11 +101,14 @@ def copy(source, out_dir):
 def train(texts, out_dir, vocab_size, *, max_sentences=2_000_000):
   """Trains a unigram sentencepiece model on `texts` into `out_dir`/spm.model.
 
-  Written to a temporary name and renamed, so an interrupted run never
-  leaves a half-written tokenizer behind.
+  Written into a temporary folder and renamed, so an interrupted run never
+  leaves a half-written tokenizer behind; a killed run's folder is removed
+  by the next start.
   """
   os.makedirs(out_dir, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=out_dir, prefix=".tmp-")
+  for stale in glob.glob(os.path.join(out_dir, TMP_PREFIX + "*")):
+    shutil.rmtree(stale, ignore_errors=True)
+  tmp = tempfile.mkdtemp(dir=out_dir, prefix=TMP_PREFIX)
   prefix = os.path.join(tmp, "spm")
   try:
     spm.SentencePieceTrainer.train(
@@ -113,10 +118,11 @@ def train(texts, out_dir, vocab_size, *, max_sentences=2_000_000):
         pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece="[PAD]", unk_piece="[UNK]",
         user_defined_symbols=list(SPECIAL_TOKENS[2:]),
         minloglevel=2, num_threads=os.cpu_count() or 1)
+    for ext in (".vocab", ".model"):  # spm.model last: its presence means a complete tokenizer
+      os.replace(prefix + ext, os.path.join(out_dir, "spm" + ext))
   except RuntimeError as e:
     raise UserError(f"Could not train a {vocab_size}-piece tokenizer on this corpus ({e}); "
                     "use a larger corpus or a smaller model.vocab_size.") from None
-  for ext in (".model", ".vocab"):
-    os.replace(prefix + ext, os.path.join(out_dir, "spm" + ext))
-  os.rmdir(tmp)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
   return Tokenizer(out_dir)
