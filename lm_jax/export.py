@@ -14,7 +14,17 @@ of the model in memory. Scanned and sharded checkpoints export the same.
 
 --format=elmo writes bilm-tf's weights.hdf5, options.json and vocab.txt,
 which LTG's simple_elmo and AllenNLP's Elmo load (interop/elmo_hdf5.py).
+
+OUT must be new or empty, or --overwrite given; a training run's own
+directory is never written over. The files are written into a temporary
+sibling of OUT and moved into place when complete, so an interrupted export
+leaves no half-written directory (with --overwrite, the old OUT is replaced
+only then).
 """
+import os
+import shutil
+import uuid
+
 from absl import app, flags, logging
 
 from lm_jax import cli, interop, pretrained
@@ -27,19 +37,79 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(interop.DTYPES), "Weights' dtype in the file.")
 _FORMAT = flags.DEFINE_enum("format", "hf", ["hf", "elmo"],
                             "hf: a HuggingFace directory; elmo: bilm-tf's HDF5 (ELMo runs).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out directory.")
 
 
-def export(workdir, out, step=None, dtype="float32", format="hf"):  # pylint: disable=redefined-builtin
-  """Writes the run in `workdir` (checkpoint `step`, default latest) to `out`; returns the step."""
+def _is_run(path):
+  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(
+      os.path.join(path, "checkpoints"))
+
+
+def check_out(workdir, out, overwrite=False):
+  """Refuses an `out` whose contents the export would destroy (a run never, others
+  unless `overwrite`)."""
+  out, workdir = os.path.abspath(out), os.path.abspath(workdir)
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise UserError(f"--out={out} is a file; give a directory to export into.")
+  if _is_run(out):
+    raise UserError(f"--out={out} is a training run (config.json, checkpoints/); export into "
+                    "another directory.")
+  if out == workdir:
+    raise UserError(f"--out={out} is the --workdir itself; export into another directory.")
+  if os.path.commonpath([out, workdir]) == out:
+    raise UserError(f"--out={out} holds the training run {workdir}; export into another "
+                    "directory.")
+  held = sorted(os.listdir(out)) if os.path.isdir(out) else []
+  if held and not overwrite:
+    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    raise UserError(f"--out={out} is not empty (it holds {shown}); give a new or empty "
+                    "directory, or add --overwrite to replace it.")
+
+
+def _sibling(path, kind):
+  """A fresh hidden name next to `path`: a rename between them stays on one file system."""
+  return os.path.join(os.path.dirname(path),
+                      f".{os.path.basename(path)}.{kind}-{uuid.uuid4().hex[:8]}")
+
+
+def _move_into_place(tmp, out):
+  """Renames the finished `tmp` to `out`; an old `out` is removed only after that."""
+  old = None
+  if os.path.isdir(out):
+    old = _sibling(out, "old")
+    os.rename(out, old)
+  try:
+    os.rename(tmp, out)
+  except BaseException:
+    if old:  # put the old one back
+      os.rename(old, out)
+    raise
+  if old:
+    shutil.rmtree(old)
+
+
+def export(workdir, out, step=None, dtype="float32", format="hf", *,  # pylint: disable=redefined-builtin
+           overwrite=False):
+  """Writes the run in `workdir` (checkpoint `step`, default latest) to directory `out`;
+  returns the step. `out` must be new or empty unless `overwrite`."""
+  check_out(workdir, out, overwrite)
   config, _, params, step = pretrained.restore_params(workdir, step)
   tokenizer = pretrained.run_tokenizer(config, workdir)
-  if format == "elmo":
-    elmo_hdf5.save(out, config, params, tokenizer)
-  elif config.model.family == "elmo":
+  if format != "elmo" and config.model.family == "elmo":
     raise UserError("An ELMo run exports as bilm-tf's HDF5, not as a HuggingFace model; "
                     "add --format=elmo.")
-  else:
-    interop.save_pretrained(out, config.model, params, tokenizer, dtype)
+  out = os.path.abspath(out)
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  tmp = _sibling(out, "tmp")
+  os.mkdir(tmp)
+  try:
+    if format == "elmo":
+      elmo_hdf5.save(tmp, config, params, tokenizer)
+    else:
+      interop.save_pretrained(tmp, config.model, params, tokenizer, dtype)
+    _move_into_place(tmp, out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the export failed
   return step
 
 
@@ -50,7 +120,8 @@ def main(argv):
     cli.fail("--workdir (the training run) and --out (the HF directory to write) are both required.")
   logging.set_verbosity(logging.WARNING)
   with cli.user_errors():
-    step = export(_WORKDIR.value, _OUT.value, _STEP.value, _DTYPE.value, _FORMAT.value)
+    step = export(_WORKDIR.value, _OUT.value, _STEP.value, _DTYPE.value, _FORMAT.value,
+                  overwrite=_OVERWRITE.value)
   print(f"Exported step {step} of {_WORKDIR.value} to {_OUT.value}.", flush=True)
 
 
