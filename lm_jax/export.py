@@ -27,7 +27,7 @@ import uuid
 
 from absl import app, flags, logging
 
-from lm_jax import cli, interop, pretrained
+from lm_jax import cli, families, interop, workdir as workdir_lib
 from lm_jax.errors import UserError
 from lm_jax.interop import elmo_hdf5
 
@@ -35,7 +35,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The training run to export.")
 _OUT = flags.DEFINE_string("out", None, "The directory to write.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(interop.DTYPES), "Weights' dtype in the file.")
-_FORMAT = flags.DEFINE_enum("format", "hf", ["hf", "elmo"],
+FORMATS = {"hf": "a HuggingFace model", "elmo": "bilm-tf's HDF5"}  # the family record's export_format
+
+_FORMAT = flags.DEFINE_enum("format", "hf", list(FORMATS),
                             "hf: a HuggingFace directory; elmo: bilm-tf's HDF5 (ELMo runs).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out directory.")
 
@@ -93,11 +95,12 @@ def export(workdir, out, step=None, dtype="float32", format="hf", *,  # pylint: 
   """Writes the run in `workdir` (checkpoint `step`, default latest) to directory `out`;
   returns the step. `out` must be new or empty unless `overwrite`."""
   check_out(workdir, out, overwrite)
-  config, _, params, step = pretrained.restore_params(workdir, step)
-  tokenizer = pretrained.run_tokenizer(config, workdir)
-  if format != "elmo" and config.model.family == "elmo":
-    raise UserError("An ELMo run exports as bilm-tf's HDF5, not as a HuggingFace model; "
-                    "add --format=elmo.")
+  config, _, params, step = workdir_lib.restore_params(workdir, step)
+  own_format = families.get(config.model).export_format
+  if format != own_format:
+    raise UserError(f"A model.family={config.model.family} run exports as {FORMATS[own_format]}, "
+                    f"not as {FORMATS[format]}; add --format={own_format}.")
+  tokenizer = workdir_lib.run_tokenizer(config, workdir)
   out = os.path.abspath(out)
   os.makedirs(os.path.dirname(out), exist_ok=True)
   tmp = _sibling(out, "tmp")
