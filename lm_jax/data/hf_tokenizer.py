@@ -36,16 +36,74 @@ def has_files(path):
   return any(os.path.exists(os.path.join(path, f)) for f in (TOKENIZER_FILE, VOCAB_FILE))
 
 
+# The files may come from a downloaded checkpoint: each one lm_jax cannot
+# read is one UserError sentence, and no file name inside them is followed.
+
 def _read_json(path):
   if not os.path.exists(path):
     return {}
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      settings = json.load(f)
+  except ValueError as e:
+    raise UserError(f"{path} is not valid JSON ({_first_line(e)}); get it again from its "
+                    "source.") from None
+  if not isinstance(settings, dict):
+    raise UserError(f"{path} holds a JSON {type(settings).__name__}, not an object; get it "
+                    "again from its source.")
+  return settings
 
 
-def _token_content(value):
+def _first_line(error):
+  return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
+def _token_content(value, path):
   """special_tokens_map values are strings or AddedToken dicts."""
-  return value["content"] if isinstance(value, dict) else value
+  content = value.get("content") if isinstance(value, dict) else value
+  if not isinstance(content, str):
+    raise UserError(f"The tokenizer settings in {path} name a special token {str(value)[:40]!r} "
+                    "that is not a string; get them again from their source.")
+  return content
+
+
+def _read_vocab(path):
+  """vocab.txt: one piece per line, its id the line number."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return {line.rstrip("\n"): i for i, line in enumerate(f)}
+  except UnicodeDecodeError:
+    raise UserError(f"{path} is not UTF-8 text; get it again from its source.") from None
+
+
+def _read_tokenizer_json(path):
+  try:
+    return Tokenizer.from_file(path)
+  except Exception as e:  # pylint: disable=broad-except (tokenizers raises plain Exceptions)
+    raise UserError(f"{path} is not a tokenizer the tokenizers library reads "
+                    f"({_first_line(e)}); get it again from its source.") from None
+
+
+def _size(backend):
+  """The ids a tokenizer uses: its largest + 1 (a vocabulary may have gaps)."""
+  return max(backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+
+def _backend(path):
+  """(the `tokenizers` tokenizer of `path`, {role: special token})."""
+  settings = {**_read_json(os.path.join(path, CONFIG_FILE)),
+              **_read_json(os.path.join(path, SPECIAL_TOKENS_FILE))}
+  tokens = {role: _token_content(settings.get(role) or default, path)
+            for role, default in ROLES.items()}
+  if os.path.exists(os.path.join(path, TOKENIZER_FILE)):
+    return _read_tokenizer_json(os.path.join(path, TOKENIZER_FILE)), tokens
+  return _wordpiece(os.path.join(path, VOCAB_FILE), tokens,
+                    settings.get("do_lower_case", True) is not False), tokens
+
+
+def vocab_size(path):
+  """The embedding rows the tokenizer files in `path` need (its largest id + 1)."""
+  return _size(_backend(path)[0])
 
 
 class HFTokenizer:
@@ -56,14 +114,7 @@ class HFTokenizer:
       raise UserError(f"No {TOKENIZER_FILE} or {VOCAB_FILE} in {path}; give a directory "
                       "holding a HuggingFace tokenizer.")
     self.path = path
-    settings = {**_read_json(os.path.join(path, CONFIG_FILE)),
-                **_read_json(os.path.join(path, SPECIAL_TOKENS_FILE))}
-    tokens = {role: _token_content(settings.get(role) or default) for role, default in ROLES.items()}
-    if os.path.exists(os.path.join(path, TOKENIZER_FILE)):
-      self.backend = Tokenizer.from_file(os.path.join(path, TOKENIZER_FILE))
-    else:
-      self.backend = _wordpiece(os.path.join(path, VOCAB_FILE), tokens,
-                                settings.get("do_lower_case", True))
+    self.backend, tokens = _backend(path)
     ids = {role: self.backend.token_to_id(token) for role, token in tokens.items()}
     absent = [tokens[role] for role, i in ids.items() if i is None]
     if absent:
@@ -73,10 +124,12 @@ class HFTokenizer:
         ids[r] for r in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"))
     added = self.backend.get_added_tokens_decoder()
     self.special_ids = frozenset(ids.values()) | {i for i, t in added.items() if t.special}
+    self._size = _size(self.backend)
 
   @property
   def vocab_size(self):
-    return self.backend.get_vocab_size(with_added_tokens=True)
+    """The largest id + 1: the embedding rows this tokenizer needs."""
+    return self._size
 
   def encode(self, texts):
     """list of str -> list of lists of ids (no special tokens added)."""
@@ -126,15 +179,14 @@ def _bert_template(cls, sep):
 
 def _wordpiece(vocab_path, tokens, lowercase):
   """BERT's WordPiece tokenizer from a bare vocab.txt (one piece per line)."""
-  with open(vocab_path, encoding="utf-8") as f:
-    vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+  vocab = _read_vocab(vocab_path)
   tok = Tokenizer(models.WordPiece(vocab, unk_token=tokens["unk_token"]))
   tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
   tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
   tok.decoder = decoders.WordPiece(prefix="##")
   tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tokens.values()])
-  tok.post_processor = _bert_template((tokens["cls_token"], vocab[tokens["cls_token"]]),
-                                      (tokens["sep_token"], vocab[tokens["sep_token"]]))
+  tok.post_processor = _bert_template(  # special tokens vocab.txt lacks were added after it
+      *((tokens[r], tok.token_to_id(tokens[r])) for r in ("cls_token", "sep_token")))
   return tok
 
 

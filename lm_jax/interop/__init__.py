@@ -7,6 +7,7 @@ needs torch: PyTorch-format files are written and read directly.
 import json
 import os
 
+import jax
 import ml_collections
 import ml_dtypes
 import numpy as np
@@ -32,10 +33,12 @@ def is_hf_dir(path):
 
 
 def _family(hf_config, path):
-  module = _BY_MODEL_TYPE.get(hf_config.get("model_type"))
+  model_type = hf_config.get("model_type")
+  module = _BY_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
   if module is None:
-    names = hf_config.get("architectures") or [hf_config.get("model_type")]
-    raise UserError(f"{path} holds a {names[0]} model, which lm_jax cannot import; supported "
+    names = hf_config.get("architectures")
+    name = names[0] if isinstance(names, list) and names else model_type
+    raise UserError(f"{path} holds a {name} model, which lm_jax cannot import; supported "
                     f"model types: {', '.join(sorted(_BY_MODEL_TYPE))}.")
   return module
 
@@ -53,19 +56,71 @@ def model_config(hf_dir, base=None):
 
   The architecture comes from its config.json; every other key (dtype,
   dropout, scan_layers, ...) from `base`, the run's model section, where
-  that has it, else from the family's defaults.
+  that has it, else from the family's defaults. config.json is checked
+  against the checkpoint's tensor headers (no data is read) and the
+  tokenizer files against its vocabulary, so no model is ever built from
+  sizes the weights do not have (see README: untrusted checkpoints).
   """
   hf_config = hf.read_config(hf_dir)
   family = _family(hf_config, hf_dir)
   model = family.model_section()
   if base is not None:
     model.update({k: v for k, v in base.items() if k in model and k != "family"})
-  model.update(family.model_config(hf_config, hf_dir))
+  architecture = family.model_config(hf_config, hf_dir)
+  _check_types(hf_dir, architecture, model)
+  model.update(architecture)
+  reader = hf.CheckpointReader(hf_dir)
   if base is not None and base.get("task"):  # a fine-tuning config keeps its task
     model.update(task=base.task, labels=base.labels)
   elif base is None:  # inference on a classifier: the directory's task and labels
-    model.update(classifiers.task_keys(hf_config))
+    head_rows = lambda names: next(((reader.shape(n) or (None,))[0] for n in names
+                                    if n in reader.names()), None)
+    model.update(classifiers.task_keys(hf_config, hf_dir, head_rows))
+  _check_sizes(hf_dir, reader, family, model)
   return model
+
+
+# Attention heads split the width they name into equal parts.
+_HEADS = dict(num_attention_heads="hidden_size", n_head="n_embd",
+              generator_num_attention_heads="generator_hidden_size")
+
+
+def _check_types(hf_dir, architecture, model):
+  """Each size config.json gives is of the type the model section has."""
+  for key, value in architecture.items():
+    want = type(model[key])
+    if want in (int, float, str, bool) and not (
+        type(value) is want or (want is float and type(value) is int)):
+      raise UserError(f"{hf_dir}/config.json has {key}={str(value)[:40]!r}, not the "
+                      f"{want.__name__} lm_jax expects; use the config.json saved with the "
+                      "weights.")
+  for heads, width in _HEADS.items():
+    if heads in architecture and (architecture[heads] <= 0 or
+                                  architecture.get(width, model[width]) % architecture[heads]):
+      raise UserError(f"{hf_dir}/config.json has {heads}={architecture[heads]}, which does not "
+                      f"divide {width}; use the config.json saved with the weights.")
+
+
+def _check_sizes(hf_dir, reader, family, model_cfg):
+  """config.json's sizes against the tensor headers of each directory the
+  model reads, then the tokenizer's ids against the vocabulary."""
+  if hasattr(family, "parts") and not model_cfg.get("task"):
+    for part in family.parts(model_cfg):
+      part_dir = os.path.join(hf_dir, part.subdir)
+      if not part.subdir:
+        hf.check_config(hf_dir, reader, part.table, part.num_layers, part.shapes)
+      elif os.path.isdir(part_dir):
+        hf.check_config(part_dir, hf.CheckpointReader(part_dir), part.table, part.num_layers,
+                        part.shapes)
+  else:
+    hf.check_config(hf_dir, reader, _table(family, model_cfg),
+                    config_lib.size(model_cfg, "num_hidden_layers"), family.shapes(model_cfg))
+  if hf_tokenizer.has_files(hf_dir):
+    pieces = hf_tokenizer.vocab_size(hf_dir)
+    if pieces > model_cfg.vocab_size:
+      raise UserError(f"The tokenizer in {hf_dir} has {pieces} pieces but the checkpoint's "
+                      f"embedding matrix only {model_cfg.vocab_size} rows; the tokenizer is not "
+                      "the one of these weights.")
 
 
 def with_hf_model(config):
@@ -75,16 +130,32 @@ def with_hf_model(config):
   return config
 
 
-def load_params(hf_dir, model_cfg, init_params):
-  """`init_params` (fresh, sharded) with the weights of the HF model in `hf_dir`."""
+def load_params(hf_dir, model_cfg, template):
+  """`template` with the weights of the HF model in `hf_dir`.
+
+  `template` is either fresh parameters (initialised arrays, with the
+  shardings to use) or abstract ones: a pytree of jax.ShapeDtypeStruct with
+  a .sharding, which needs no initialisation. With arrays, tensors the
+  checkpoint may lack (task heads, ELECTRA's generator/) keep their values
+  and a note says so. With an abstract template every leaf comes from the
+  checkpoint, placed with jax.device_put on its leaf's sharding; those
+  tensors the checkpoint may lack become zeros (the note says so), and any
+  other leaf it lacks is a UserError naming it.
+  """
   family = _family_of_model(model_cfg)
   if hasattr(family, "parts") and not model_cfg.get("task"):
-    return _load_parts(hf_dir, family.parts(model_cfg), model_cfg, init_params)
-  params, notes = hf.import_params(hf_dir, _table(family, model_cfg), init_params,
-                                   config_lib.size(model_cfg, "num_hidden_layers"),
-                                   model_cfg.scan_layers)
-  for note in notes:
-    print(note, flush=True)
+    params = _load_parts(hf_dir, family.parts(model_cfg), model_cfg, template)
+  else:
+    params, notes = hf.import_params(hf_dir, _table(family, model_cfg), template,
+                                     config_lib.size(model_cfg, "num_hidden_layers"),
+                                     model_cfg.scan_layers)
+    for note in notes:
+      print(note, flush=True)
+  left = [path for path, x in jax.tree_util.tree_leaves_with_path(params) if hf.is_abstract(x)]
+  if left:
+    name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in left[0])
+    raise UserError(f"{hf_dir} has no tensor for the parameter {name}, which this model needs; "
+                    "is its config.json the one of these weights?")
   return params
 
 
@@ -122,8 +193,11 @@ def _load_parts(hf_dir, parts, model_cfg, params):
   for part in parts:
     part_dir = os.path.join(hf_dir, part.subdir)
     if part.subdir and not os.path.isdir(part_dir):
-      print(f"{hf_dir} has no {part.subdir}/ model; its parameters keep their fresh "
-            "initialisation.", flush=True)
+      abstract = any(hf.is_abstract(x) for x in jax.tree.leaves(params))
+      print(f"{hf_dir} has no {part.subdir}/ model; its parameters "
+            + ("are zeros." if abstract else "keep their fresh initialisation."), flush=True)
+      if abstract:
+        params = hf.zero_abstract(params, part.table, part.num_layers, model_cfg.scan_layers)
       continue
     params, notes = hf.import_params(part_dir, part.table, params, part.num_layers,
                                      model_cfg.scan_layers)

@@ -50,6 +50,15 @@ _FIXED = dict(num_hidden_groups=1, inner_group_num=1, position_embedding_type="a
 model_section = config_lib.albert_model
 
 
+def shapes(cfg):
+  """{HF name: shape} config.json implies for the tensors carrying its sizes."""
+  return {**hf.embedding_shapes("albert.", cfg, cfg.embedding_size),
+          "albert.encoder.embedding_hidden_mapping_in.weight": (cfg.hidden_size,
+                                                                cfg.embedding_size),
+          _SHARED_LAYER + "attention.query.weight": (cfg.hidden_size, cfg.hidden_size),
+          _SHARED_LAYER + "ffn.weight": (cfg.intermediate_size, cfg.hidden_size)}
+
+
 def model_config(hf_config, path):
   taken = hf.take_config(hf_config, path, ARCHITECTURE_KEYS, _FIXED, "ALBERT")
   if taken["hidden_act"] not in ACTIVATIONS:

@@ -60,6 +60,13 @@ _FIXED = dict(hidden_act="gelu", position_embedding_type="absolute", is_decoder=
 model_section = config_lib.bert_model
 
 
+def shapes(cfg):
+  """{HF name: shape} config.json implies for the tensors carrying its sizes
+  (checked by hf.check_config before a model is built)."""
+  return {**hf.embedding_shapes("bert.", cfg, cfg.hidden_size),
+          **hf.layer_shapes("bert.encoder.layer.0.", cfg.hidden_size, cfg.intermediate_size)}
+
+
 def model_config(hf_config, path):
   """The architecture keys of our model section (a dict), from an HF config dict."""
   for key, ours in _FIXED.items():

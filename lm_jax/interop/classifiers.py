@@ -7,6 +7,7 @@ roberta.py, electra.py) under its base prefix; the head is `classifier.*`
 Importing a pre-training checkpoint keeps the head as initialised and
 ignores the pre-training heads.
 """
+from lm_jax.errors import UserError
 from lm_jax.interop import bert, electra, hf, roberta
 from lm_jax.models import classifiers
 
@@ -56,11 +57,27 @@ def hf_config(model_cfg, tokenizer, dtype):
   return config
 
 
-def task_keys(hf_config):
-  """{task, labels} of an HF classifier's config.json, or {} for other models."""
+def task_keys(hf_config, path, head_rows):
+  """{task, labels} of an HF classifier's config.json, or {} for other models.
+
+  `head_rows(names)` gives the rows of the first of these checkpoint tensors
+  there is (None: none): the labels must be as many, so a config.json cannot
+  make lm_jax build a head the weights do not have.
+  """
   for task, name in _TASK_NAMES.items():
-    if any(a.endswith("For" + name) for a in hf_config.get("architectures") or ()):
-      id2label = hf_config.get("id2label") or {str(i): f"LABEL_{i}"
-                                               for i in range(hf_config.get("num_labels", 2))}
-      return dict(task=task, labels=tuple(id2label[k] for k in sorted(id2label, key=int)))
+    if any(isinstance(a, str) and a.endswith("For" + name)
+           for a in hf_config.get("architectures") or ()):
+      id2label = hf_config.get("id2label")
+      count = len(id2label) if isinstance(id2label, dict) else hf_config.get("num_labels", 2)
+      rows = head_rows(("classifier.out_proj.weight", "classifier.weight"))
+      if rows is None or count != rows:
+        raise UserError(f"{path}/config.json names {count} labels but the checkpoint's "
+                        f"classifier has {rows or 'no'} rows; use the config.json saved with "
+                        "these weights.")
+      if id2label is None:
+        return dict(task=task, labels=tuple(f"LABEL_{i}" for i in range(count)))
+      if not isinstance(id2label, dict) or sorted(id2label) != sorted(map(str, range(count))):
+        raise UserError(f"{path}/config.json's id2label does not map 0 to {count - 1} to "
+                        "labels; use the config.json saved with these weights.")
+      return dict(task=task, labels=tuple(str(id2label[str(i)]) for i in range(count)))
   return {}

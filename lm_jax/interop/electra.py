@@ -67,6 +67,17 @@ _FIXED = dict(hidden_act="gelu", position_embedding_type="absolute", is_decoder=
 model_section = config_lib.electra_model
 
 
+def shapes(cfg, generator=False):
+  """{HF name: shape} the discriminator's (or generator's) config.json implies
+  for the tensors carrying its sizes."""
+  hidden, inner = ((cfg.generator_hidden_size, cfg.generator_intermediate_size) if generator
+                   else (cfg.hidden_size, cfg.intermediate_size))
+  project = ({"electra.embeddings_project.weight": (hidden, cfg.embedding_size)}
+             if cfg.embedding_size != hidden else {})
+  return {**hf.embedding_shapes("electra.", cfg, cfg.embedding_size), **project,
+          **hf.layer_shapes("electra.encoder.layer.0.", hidden, inner)}
+
+
 def model_config(hf_config, path):
   """The discriminator's keys from `path`, the generator's from path/generator when there."""
   taken = hf.take_config(hf_config, path, ARCHITECTURE_KEYS, _FIXED, "ELECTRA")
@@ -97,6 +108,7 @@ def _generator_config(model_cfg, tokenizer, dtype):
 
 def parts(model_cfg):
   return [hf.Part("", _table(model_cfg, generator=False), model_cfg.num_hidden_layers,
-                  _discriminator_config),
+                  _discriminator_config, shapes(model_cfg)),
           hf.Part(GENERATOR_DIR, _table(model_cfg, generator=True),
-                  model_cfg.generator_num_hidden_layers, _generator_config)]
+                  model_cfg.generator_num_hidden_layers, _generator_config,
+                  shapes(model_cfg, generator=True))]

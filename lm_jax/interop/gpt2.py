@@ -62,6 +62,15 @@ _FIXED = dict(activation_function="gelu_new", scale_attn_weights=True,
 model_section = config_lib.gpt2_model
 
 
+def shapes(cfg):
+  """{HF name: shape} config.json implies for the tensors carrying its sizes."""
+  inner = 4 * cfg.n_embd if cfg.n_inner in (-1, None) else cfg.n_inner
+  return {"transformer.wte.weight": (cfg.vocab_size, cfg.n_embd),
+          "transformer.wpe.weight": (cfg.n_positions, cfg.n_embd),
+          "transformer.h.0.attn.c_attn.weight": (cfg.n_embd, 3 * cfg.n_embd),
+          "transformer.h.0.mlp.c_fc.weight": (cfg.n_embd, inner)}
+
+
 def model_config(hf_config, path):
   """The architecture keys of our model section (a dict), from an HF config dict."""
   for key, ours in _FIXED.items():

@@ -48,6 +48,12 @@ _FIXED = dict(hidden_act="gelu", position_embedding_type="absolute", is_decoder=
 model_section = config_lib.roberta_model
 
 
+def shapes(cfg):
+  """{HF name: shape} config.json implies for the tensors carrying its sizes."""
+  return {**hf.embedding_shapes("roberta.", cfg, cfg.hidden_size),
+          **hf.layer_shapes("roberta.encoder.layer.0.", cfg.hidden_size, cfg.intermediate_size)}
+
+
 def model_config(hf_config, path):
   return hf.take_config(hf_config, path, ARCHITECTURE_KEYS, _FIXED, "RoBERTa")
 
