@@ -13,17 +13,17 @@ full disk during a save, wherever Orbax reports it (the save, a later wait
 or close), is one UserError naming the last complete step.
 """
 import errno
-import os
 import re
 
 import jax
 import orbax.checkpoint as ocp
 
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 
 def directory(workdir):
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+  return paths.join(paths.absolute(workdir), "checkpoints")  # gs:// left as it is: Orbax speaks it
 
 
 class Checkpointer:
@@ -31,7 +31,7 @@ class Checkpointer:
   def __init__(self, workdir, *, keep=3, read_only=False):
     """`read_only`: for inference and export (never saves, never deletes)."""
     self.dir = directory(workdir)
-    if read_only and not os.path.isdir(self.dir):
+    if read_only and not paths.isdir(self.dir):
       raise UserError(f"{workdir} has no checkpoints/ folder; train there first with lm_jax.main.")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                            enable_async_checkpointing=not read_only,

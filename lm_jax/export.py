@@ -19,15 +19,17 @@ OUT must be new or empty, or --overwrite given; a training run's own
 directory is never written over. The files are written into a temporary
 sibling of OUT and moved into place when complete, so an interrupted export
 leaves no half-written directory (with --overwrite, the old OUT is replaced
-only then).
+only then). OUT may be gs://: the files are written locally, then uploaded
+with config.json last.
 """
 import os
 import shutil
+import tempfile
 import uuid
 
 from absl import app, flags, logging
 
-from lm_jax import cli, families, interop, workdir as workdir_lib
+from lm_jax import cli, families, interop, paths, workdir as workdir_lib
 from lm_jax.errors import UserError
 from lm_jax.interop import elmo_hdf5
 
@@ -43,25 +45,25 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out di
 
 
 def _is_run(path):
-  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(
-      os.path.join(path, "checkpoints"))
+  return paths.exists(paths.join(path, "config.json")) and paths.isdir(
+      paths.join(path, "checkpoints"))
 
 
 def check_out(workdir, out, overwrite=False):
   """Refuses an `out` whose contents the export would destroy (a run never, others
   unless `overwrite`)."""
-  out, workdir = os.path.abspath(out), os.path.abspath(workdir)
-  if os.path.exists(out) and not os.path.isdir(out):
+  out, workdir = paths.absolute(out), paths.absolute(workdir)
+  if paths.exists(out) and not paths.isdir(out):
     raise UserError(f"--out={out} is a file; give a directory to export into.")
   if _is_run(out):
     raise UserError(f"--out={out} is a training run (config.json, checkpoints/); export into "
                     "another directory.")
   if out == workdir:
     raise UserError(f"--out={out} is the --workdir itself; export into another directory.")
-  if os.path.commonpath([out, workdir]) == out:
+  if workdir.startswith(out.rstrip("/") + "/"):
     raise UserError(f"--out={out} holds the training run {workdir}; export into another "
                     "directory.")
-  held = sorted(os.listdir(out)) if os.path.isdir(out) else []
+  held = paths.listdir(out)
   if held and not overwrite:
     shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
     raise UserError(f"--out={out} is not empty (it holds {shown}); give a new or empty "
@@ -101,19 +103,34 @@ def export(workdir, out, step=None, dtype="float32", format="hf", *,  # pylint: 
     raise UserError(f"A model.family={config.model.family} run exports as {FORMATS[own_format]}, "
                     f"not as {FORMATS[format]}; add --format={own_format}.")
   tokenizer = workdir_lib.run_tokenizer(config, workdir)
-  out = os.path.abspath(out)
-  os.makedirs(os.path.dirname(out), exist_ok=True)
-  tmp = _sibling(out, "tmp")
-  os.mkdir(tmp)
+  out = paths.absolute(out)
+  remote = paths.is_remote(out)
+  if not remote:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix="lm_jax_export_") if remote else _sibling(out, "tmp")
+  os.makedirs(tmp, exist_ok=True)
   try:
     if format == "elmo":
       elmo_hdf5.save(tmp, config, params, tokenizer)
     else:
       interop.save_pretrained(tmp, config.model, params, tokenizer, dtype)
-    _move_into_place(tmp, out)
+    (_upload if remote else _move_into_place)(tmp, out)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the export failed
   return step
+
+
+def _upload(tmp, out):
+  """gs:// has no rename: uploads every file, config.json last (no reader takes a
+  directory without it for a model), then removes what an older export left."""
+  names = sorted(os.listdir(tmp), key=lambda n: n == "config.json")
+  old = set(paths.listdir(out))
+  for name in names:
+    source = os.path.join(tmp, name)
+    (paths.copytree if os.path.isdir(source) else paths.copy_file)(source, paths.join(out, name))
+  for name in sorted(old - set(names)):
+    target = paths.join(out, name)
+    (paths.rmtree if paths.isdir(target) else paths.remove)(target)
 
 
 def main(argv):

@@ -17,8 +17,9 @@ and release it (the `with` block's end) after the last, checkpoints closed.
 The lock file is created atomically (O_CREAT | O_EXCL, which NFS and other
 shared file systems honour) and taken over by an atomic replace, then read
 back after a pause to confirm that no other process took it over at the same
-time. All file access is in the few _file functions below, so that another
-storage (gs:// through etils.epath) can replace them.
+time. On gs:// the lock is an object created only if absent (GCS's
+if_generation_match=0 precondition), replaced and deleted like a file. All
+file access is in the few _file functions below.
 """
 import datetime
 import json
@@ -28,16 +29,31 @@ import threading
 import time
 import uuid
 
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 LOCK_FILE = "lock.json"
 _HELD = set()  # lock paths this process holds (a second acquire in-process is refused too)
 
 
-# ---- file operations (the only ones; swap these for another storage) --------
+# ---- file operations (the only ones): local files, or gs:// objects -----------
+
+def _blob(path):
+  """The GCS object of a gs:// path (a create-if-absent needs GCS's own preconditions)."""
+  from google.cloud import storage  # pylint: disable=g-import-not-at-top  # gs:// runs only
+  bucket, _, name = path[len("gs://"):].partition("/")
+  return storage.Client().bucket(bucket).blob(name)
+
 
 def _file_create(path, text):
   """Creates `path` holding `text`; False if it exists already."""
+  if paths.is_remote(path):
+    from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
+    try:
+      _blob(path).upload_from_string(text, if_generation_match=0)  # only if absent
+    except exceptions.PreconditionFailed:
+      return False
+    return True
   try:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
@@ -49,6 +65,8 @@ def _file_create(path, text):
 
 def _file_read(path):
   """The text of `path`, or None if it does not exist."""
+  if paths.is_remote(path):
+    return paths.read_text(path) if paths.exists(path) else None
   try:
     with open(path) as f:
       return f.read()
@@ -58,17 +76,11 @@ def _file_read(path):
 
 def _file_replace(path, text):
   """Atomically replaces `path` (or creates it) with `text`."""
-  tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  paths.write_text(path, text)  # a rename locally, one upload on gs://
 
 
 def _file_remove(path):
-  try:
-    os.remove(path)
-  except FileNotFoundError:
-    pass
+  paths.remove(path)
 
 
 # ---- the lock ----------------------------------------------------------------
@@ -90,8 +102,8 @@ class WorkdirLock:
   def __init__(self, workdir, *, heartbeat_s=30.0, stale_s=300.0, settle_s=1.0):
     """`stale_s`: a holder on another host whose heartbeat is older is gone.
     `settle_s`: the pause before a takeover is confirmed."""
-    self.workdir = os.path.abspath(workdir)
-    self.path = os.path.join(self.workdir, LOCK_FILE)
+    self.workdir = paths.absolute(workdir)
+    self.path = paths.join(self.workdir, LOCK_FILE)
     self.heartbeat_s, self.stale_s, self.settle_s = heartbeat_s, stale_s, settle_s
     self.token = None
     self._stop = threading.Event()
@@ -136,7 +148,7 @@ class WorkdirLock:
 
   def acquire(self):
     """Takes the lock, or raises UserError if a live run holds it."""
-    os.makedirs(self.workdir, exist_ok=True)
+    paths.makedirs(self.workdir)
     self.token = uuid.uuid4().hex
     for _ in range(3):  # a takeover that loses to another is evaluated again
       if _file_create(self.path, self._record()):

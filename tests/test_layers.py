@@ -12,7 +12,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # a new module takes its place in this table and in WORKSPACE.md's map.
 LAYERS = {
     "lm_jax.errors": 0, "lm_jax.cli": 0, "lm_jax.config": 0, "lm_jax.parallel": 0,
-    "lm_jax.checkpoint": 0, "lm_jax.metrics": 0, "lm_jax.lock": 0,
+    "lm_jax.checkpoint": 0, "lm_jax.metrics": 0, "lm_jax.lock": 0, "lm_jax.paths": 0,
     "lm_jax.models": 1, "lm_jax.data": 1, "lm_jax.objectives": 1, "lm_jax.interop": 1,
     "lm_jax.evaluation": 2,
     "lm_jax.families": 3,

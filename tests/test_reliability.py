@@ -68,7 +68,7 @@ def subprocesses(tmp_path_factory, tokenizer_dir):
   for r in readers:
     r.start()
   yield dict(procs=procs, workdir=workdir, fake_run=fake, run_out=lines, run_err=err,
-             readers=readers)
+             readers=readers, run_cmd=run)
   for p in procs.values():
     if p.poll() is None:
       p.kill()
@@ -117,21 +117,33 @@ def test_export_onto_its_run_keeps_the_run(subprocesses, cli_results):
 
 @pytest.fixture(scope="module")
 def preempted(subprocesses):
-  """The run saving every step, sent SIGTERM after step 2: (workdir, returncode, stdout, stderr)."""
+  """The run saving every step, sent SIGTERM after step 2 and a second run of the same
+  command meanwhile: (workdir, returncode, stdout, stderr, the second run's result)."""
   proc, lines, err = subprocesses["procs"]["run"], subprocesses["run_out"], subprocesses["run_err"]
   deadline = time.time() + 240
   while not any(l.startswith("step 2/") for l in lines):
     assert proc.poll() is None and time.time() < deadline, "".join(err)
     time.sleep(0.1)
+  second = subprocess.run(subprocesses["run_cmd"], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=300)  # a requeued job while the first still runs
   proc.send_signal(signal.SIGTERM)
   proc.wait(timeout=120)
   for r in subprocesses["readers"]:
     r.join(timeout=10)  # the rest of the output
-  return subprocesses["workdir"], proc.returncode, "".join(lines), "".join(err)
+  return subprocesses["workdir"], proc.returncode, "".join(lines), "".join(err), second
+
+
+def test_a_second_run_on_a_workdir_is_refused(preempted):
+  workdir, _, out, _, second = preempted
+  assert second.returncode == 2, second.stderr[-2000:]
+  assert f"error: {workdir} is in use by process" in second.stderr, second.stderr[-2000:]
+  assert "Traceback" not in second.stderr
+  steps = [json.loads(l)["step"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert steps == sorted(set(steps))  # one writer: no duplicate, interleaved lines
 
 
 def test_sigterm_on_a_checkpoint_step_exits_zero(preempted):
-  workdir, returncode, out, err = preempted
+  workdir, returncode, out, err, _ = preempted
   assert returncode == 0, err[-3000:]
   assert "Preempted: saved step" in out
   step = int(out.split("Preempted: saved step ")[1].split(";")[0])

@@ -9,9 +9,6 @@ depends on the family record's `inference` kind:
     causal_lm   causal.CausalLM      GPT-2: logits and generation
     elmo        elmo.Elmo            ELMo: contextual word vectors
 """
-import jax
-from flax import nnx
-
 from lm_jax import config as config_lib, families, interop, state, workdir as workdir_lib
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.inference import causal, classifier, elmo, encoder
@@ -42,7 +39,6 @@ def load_hf(path):
   tok = tokenizer_lib.load(path)
   mesh, rule_table = workdir_lib.single_device_mesh(config)
   ms = state.ModelState(config, mesh, rule_table)
-  init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(families.build_model(config.model, rngs=nnx.Rngs(0)))),
-                 out_shardings=ms.param_shardings)
-  return inference_class(config.model)(config, ms, interop.load_params(path, config.model, init()),
-                                       tok)
+  # The abstract template: every weight comes from the checkpoint, none is initialised.
+  params = interop.load_params(path, config.model, ms.abstract_params)
+  return inference_class(config.model)(config, ms, params, tok)
