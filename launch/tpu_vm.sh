@@ -13,8 +13,17 @@
 # progress; every worker prints one layout line and writes
 # ~/lm_jax_worker.log.
 #
+# Prepare the corpus first, every worker taking its share of the shards
+# (--task=I/N from the worker's number and the pod's worker count), straight
+# to gs:// where the training runs read it:
+#
+#   TPU=my-v5p-256 ZONE=us-east5-a COMMAND=prepare launch/tpu_vm.sh \
+#       --config=configs/bert_base.py:large --config.data.tfds_name=wikipedia/20230601.en \
+#       --out=gs://my-bucket/wiki_bert
+#
 #   TPU, ZONE      the TPU VM and its zone (required); PROJECT optional
 #   REPO           the checkout on the workers (default: ~/lm_jax)
+#   COMMAND        main (default: train) or prepare (lm_jax.prepare, one task a worker)
 #   SETUP=1        first clone/update and install on every worker (alone: only
 #                  that): GIT_URL (default: this checkout's origin), GIT_REF (main)
 set -euo pipefail
@@ -41,7 +50,15 @@ fi
 # libtpu and TensorFlow logs kept to warnings.
 env_setup="export JAX_PLATFORMS=tpu,cpu TPU_STDERR_LOG_LEVEL=2 TPU_MIN_LOG_LEVEL=2 TF_CPP_MIN_LOG_LEVEL=2"
 flags=$(printf '%q ' "$@")
+command=${COMMAND:-main}
+case "$command" in
+  main) run="python -m lm_jax.main $flags" ;;
+  prepare)  # this worker's number and the pod's worker count, from the TPU VM's metadata
+    metadata='curl -s -H Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1/instance/attributes'
+    run="i=\$($metadata/agent-worker-number) && n=\$($metadata/worker-network-endpoints | tr , '\\n' | wc -l) && JAX_PLATFORMS=cpu python -m lm_jax.prepare $flags --task=\$i/\$n" ;;
+  *) echo "error: COMMAND=$command is not main or prepare." >&2; exit 2 ;;
+esac
 gcloud "${gcloud_args[@]}" --command="
   set -o pipefail
   cd $repo && . .venv/bin/activate && $env_setup
-  python -m lm_jax.main $flags 2>&1 | tee ~/lm_jax_worker.log"
+  $run 2>&1 | tee ~/lm_jax_worker.log"
