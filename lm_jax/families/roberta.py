@@ -15,8 +15,26 @@ def check(c):
              "raise it or lower data.seq_len.")
 
 
+def synthetic_batch(config, rng):
+  """A RoBERTa batch: full-sentence rows of one token type, MLM targets, random content."""
+  return bert_family.masked_lm_batch(config, rng)
+
+
+def flops_per_token(config, params=None):
+  """RoBERTa: 6 * (N_non-embedding + V * d) + 12 * L * T * d, N_non-embedding = L
+  encoder layers + LM head (dense, LayerNorm) + decoder bias (no pooler); V * d is
+  the tied decoder over every position. Analytic, shared with the PyTorch peer
+  (see bert.flops_per_token); `params` is unused."""
+  del params
+  m = config.model
+  d, v, n_layers = m.hidden_size, m.vocab_size, m.num_hidden_layers
+  n = n_layers * bert_family.layer_params(d, m.intermediate_size) + (d * d + 3 * d) + v
+  return bert_family.transformer_flops(n + v * d, n_layers, config.data.seq_len, d)
+
+
 FAMILY = base.Family(
     name="roberta", model=roberta.RobertaForMaskedLM, loss=losses.masked_lm,
     examples=encoder_examples.FullSentenceExamples, config_file="roberta", check=check,
     progress_metrics=("loss", "mlm_accuracy"),
-    validate_overrides={**bert_family.SMALLER_ENCODER, "model.max_position_embeddings": 66})
+    validate_overrides={**bert_family.SMALLER_ENCODER, "model.max_position_embeddings": 66},
+    synthetic_batch=synthetic_batch, flops_per_token=flops_per_token)
