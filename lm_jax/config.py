@@ -72,6 +72,12 @@ def base_config():
       whole_word_masking=False,
       nsp_probability=0.5,     # NSP: chance B is another document's; ALBERT's SOP: of a swap
       worker_threads=2,        # Grain threads building batches ahead of the step
+      # A prepared corpus (python -m lm_jax.prepare --out=DIR, local or gs://); empty = the run
+      # prepares the input named above into WORKDIR/data/ on its first start and reuses it.
+      prepared="",
+      shard_mb=64.0,           # prepare: input MB per shard (a shard = one worker's unit of work)
+      tokenizer_sample_mb=64.0,  # prepare: MB of training text a new tokenizer / vocabulary learns from
+      stream_chunk=64,         # stateful ELMo: consecutive windows an epoch's shuffle keeps together
   ))
 
   c.mesh = ml_collections.ConfigDict(dict(

@@ -2,8 +2,9 @@
 
 - `check_workdir` refuses a workdir that holds another model (or lost its
   tokenizer); `record_config` writes config.json once the run starts;
-- `load_or_train_tokenizer` gives the run its tokenizer (trained or copied
-  on the first start, read on every later one); `run_tokenizer` reads it;
+- `load_or_train_tokenizer` gives the run its tokenizer (copied from its
+  prepared corpus, or for fine-tuning from the init source, on the first
+  start; read on every later one); `run_tokenizer` reads it;
 - `restore_params` reads a run's config and the parameters of one of its
   checkpoints onto a mesh (export, inference, fine-tuning's encoder).
 """
@@ -12,10 +13,11 @@ import os
 
 import jax
 import ml_collections
+from etils import epath
 from jax.experimental import multihost_utils
 
 from lm_jax import checkpoint, config as config_lib, families, parallel, state
-from lm_jax.data import packing, tokenizer as tokenizer_lib
+from lm_jax.data import prepare, prepared, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
 
@@ -78,27 +80,33 @@ def _read_json(path):
                     "the config of the run that wrote the checkpoints.") from None
 
 
-def load_or_train_tokenizer(config, workdir, train_docs):
-  """The workdir's tokenizer; on first start, a copy of data.tokenizer's (else
-  of init.from_hf's or init.from_workdir's), or a new one."""
+def load_or_train_tokenizer(config, workdir, corpus=None):
+  """The workdir's tokenizer (ELMo: its vocabulary), read on every start. On the first
+  it is copied from the prepared `corpus` (pre-training; a new tokenizer is trained
+  when the corpus is prepared), or from data.tokenizer, init.from_hf or
+  init.from_workdir's (fine-tuning). A corpus tokenized with another tokenizer
+  than the run's is refused."""
   own = os.path.join(workdir, "tokenizer")
   vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
-  if not _tokenizer_exists(config, own) and jax.process_index() == 0:
-    pretrained_run = config.init.get("from_workdir")
-    source = (config.data.tokenizer or config.init.from_hf
-              or (os.path.join(pretrained_run, "tokenizer") if pretrained_run else ""))
-    if vocab:
-      vocab.create(config, own, train_docs)
+  source = prepare.tokenizer_source(config, own, vocab is not None)
+  if source != own and jax.process_index() == 0:
+    if corpus is not None:
+      prepared.copy_files({p.name: p for p in epath.Path(corpus.tokenizer_dir).iterdir()}, own)
     elif source:
       tokenizer_lib.copy(source, own)
     else:
-      print(f"Training a {config.model.vocab_size}-piece sentencepiece tokenizer ...", flush=True)
-      sentences = (s for d in train_docs for s in packing.split_sentences(d))
-      tokenizer_lib.train(sentences, own, config.model.vocab_size)
+      raise UserError("The run has no tokenizer; set data.tokenizer, init.from_hf or "
+                      "init.from_workdir.")
   # Every process, unconditionally: another may have seen it missing before process 0 wrote it.
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("tokenizer")
   tok = vocab.load(config, own) if vocab else tokenizer_lib.load(own)
+  if corpus is not None:  # cut with the run's tokenizer, and with the one the config names
+    words = vocab is not None
+    prepared.check_fits(corpus, prepared.files_sha(tok.files()), words, f"the run's ({own})")
+    if source and source != own:
+      named = prepare.tokenizer_files(source, words, config)
+      prepared.check_fits(corpus, prepared.files_sha(named), words, source)
   padded = config.init.from_hf and tok.vocab_size < config.model.vocab_size  # HF may pad embeddings
   if tok.vocab_size != config.model.vocab_size and not padded:
     raise UserError(f"The tokenizer has {tok.vocab_size} pieces but model.vocab_size="

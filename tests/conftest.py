@@ -56,3 +56,18 @@ def run_main(workdir, *extra, env=None, timeout=300, **popen):
   full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
   return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
                         timeout=timeout, **popen)
+
+
+def prepared_examples(config, corpus_dir, split="train", seed=None):
+  """The config family's Examples of `split` over its input (the embedded corpus by
+  default) prepared into `corpus_dir` with data.tokenizer; the documents are made
+  once and shared by later layouts and seq_lens in the same directory."""
+  from lm_jax import families
+  from lm_jax.data import elmo_vocab, prepare, prepared, tokenizer
+  examples = families.family(config.model).examples
+  prepare.prepare(config, corpus_dir, examples, tokenizer=config.data.tokenizer, log=lambda _: None)
+  corpus = prepared.open(corpus_dir)
+  tok = (elmo_vocab.read(corpus.tokenizer_dir, config.model.max_characters_per_token)
+         if examples.WORDS else tokenizer.load(corpus.tokenizer_dir))
+  material = corpus.material(examples.LAYOUT, config.data.seq_len, split)
+  return examples(material, tok, config.data, config.seed if seed is None else seed)

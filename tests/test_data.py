@@ -1,4 +1,4 @@
-"""Sources, tokenizer, packing, masking and the determinism of batch k."""
+"""Sources, tokenizer, packing, masking and the determinism of batch k (on prepared data)."""
 import gzip
 import json
 
@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from lm_jax.data import encoder_examples, packing, sources, tokenizer
+from conftest import prepared_examples, tiny_config
+from lm_jax.data import masking, packing, prepare, sources, tokenizer
 from lm_jax.errors import UserError
-from lm_jax.data import masking
 
 
-def data_cfg(**kw):
-  c = dict(seq_len=128, nsp_probability=0.5, mask_probability=0.15,
-           max_predictions_per_seq=20, whole_word_masking=False)
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
+def bert_config(tokenizer_dir, **overrides):
+  return tiny_config(tokenizer_dir, **{"data.seq_len": 128, "data.max_predictions_per_seq": 20,
+                                       **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +23,13 @@ def tok(tokenizer_dir):
 
 
 @pytest.fixture(scope="module")
-def data(tok):
-  return encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
+def corpus_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def data(tokenizer_dir, corpus_dir):
+  return prepared_examples(bert_config(tokenizer_dir), corpus_dir)
 
 
 def test_embedded_corpus_holds_out_persuasion():
@@ -97,18 +100,21 @@ def test_pair_format(data, tok):
 
 
 def test_is_next_pairs_are_consecutive_text(tok):
-  corpus = packing.tokenize_corpus(sources.embedded_documents("train")[:60], tok)
-  blocks = packing.make_blocks(corpus, 125)
-  text = corpus.tokens.tobytes()
+  docs = sources.embedded_documents("train")[:60]
+  documents = [prepare.decode_document(r, words=False) for r in prepare.piece_records(docs, tok, dict(tokens=0))]
+  text = np.concatenate([tokens for _, tokens in documents]).tobytes()
   checked = 0
-  for i, block in enumerate(blocks):
-    a, b, label = packing.sentence_pair(corpus, block, np.random.default_rng(i), 125)
+  for i, record in enumerate(packing.sentence_blocks(documents, 0, 128, tok)):
+    _, lengths, tokens = packing.decode_sentence_block(record)
+    assert lengths.sum() == len(tokens)
+    rng = np.random.default_rng(i)
+    a, rest = packing.split_block(lengths, tokens, rng)
+    untruncated = len(a) + len(rest) <= 125
+    a, b = packing.truncate_pair(a, rest, 125, rng)
     assert len(a) + len(b) <= 125 and len(a) and len(b)
-    joined = np.concatenate([a, b]).astype(np.int32).tobytes()
-    if label == 0:
-      if len(a) + len(b) < 125:  # untruncated: A then B is a span of the corpus
-        assert joined in text
-        checked += 1
+    if untruncated:  # A then B is a span of the corpus
+      assert np.concatenate([a, b]).astype(np.int32).tobytes() in text
+      checked += 1
   assert checked > 10
 
 
@@ -147,9 +153,9 @@ def test_whole_word_masking_masks_whole_words(tok):
   del rng
 
 
-def test_batch_k_is_a_pure_function_of_seed_and_k(tok, data):
-  again = encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=0)
-  other_seed = encoder_examples.BertExamples(sources.embedded_documents("train"), tok, data_cfg(), seed=1)
+def test_batch_k_is_a_pure_function_of_seed_and_k(tokenizer_dir, corpus_dir, data):
+  again = prepared_examples(bert_config(tokenizer_dir), corpus_dir)
+  other_seed = prepared_examples(bert_config(tokenizer_dir), corpus_dir, seed=1)
   b7 = data.global_batch(7, 16)
   for k, v in again.global_batch(7, 16).items():
     np.testing.assert_array_equal(v, b7[k])
@@ -163,6 +169,6 @@ def test_batch_k_is_a_pure_function_of_seed_and_k(tok, data):
 
 
 def test_epochs_reshuffle(data):
-  n = len(data.blocks)
+  n = len(data.records)
   order = [data.order[i] for i in range(2 * n)]
   assert sorted(order[:n]) == list(range(n)) and order[:n] != order[n:]

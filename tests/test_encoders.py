@@ -18,7 +18,9 @@ transformers = pytest.importorskip("transformers")
 
 import lm_jax
 from lm_jax import config as config_lib, export, train
-from lm_jax.data import hf_tokenizer, packing, sources, tokenizer as tokenizer_lib
+from conftest import prepared_examples
+from lm_jax.data import hf_tokenizer, packing, prepare, prepared, sources
+from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
 FAMILIES = ("roberta", "albert", "electra")
@@ -64,23 +66,24 @@ def trained(request, tmp_path_factory, tokenizer_dir):
 
 def test_full_sentence_blocks_cross_documents_with_a_separator(tokenizer_dir):
   tok = tokenizer_lib.load(tokenizer_dir)
-  corpus = packing.tokenize_corpus(sources.embedded_documents("eval")[:6], tok)
-  blocks = packing.make_full_sentence_blocks(corpus, 254)
-  assert blocks[0, 0] == 0 and blocks[-1, 1] == len(corpus.sentence_start) - 1
-  np.testing.assert_array_equal(blocks[1:, 0], blocks[:-1, 1])  # every sentence, once, in order
-  crossing = [b for b in blocks if np.any((corpus.doc_start > b[0]) & (corpus.doc_start < b[1]))]
-  assert crossing
-  tokens = packing.full_sentences(corpus, crossing[0], tok.sep_id, 254)
-  assert len(tokens) <= 254 and tok.sep_id in tokens
+  docs = sources.embedded_documents("eval")[:6]
+  documents = [prepare.decode_document(r, False) for r in prepare.piece_records(docs, tok, dict(tokens=0))]
+  blocks = [prepared.decode_ints(r)[0] for r in packing.full_sentence_blocks(documents, 0, 256, tok)]
+  assert all(len(b) <= 254 for b in blocks)
+  # Every token once, in order, with a [SEP] where a document starts inside a block.
+  stream = np.concatenate(blocks)
+  expected = np.concatenate([np.concatenate([[tok.sep_id], t]) for _, t in documents])[1:]
+  if len(stream) == len(expected):
+    np.testing.assert_array_equal(stream, expected)
+  else:  # a sentence longer than a block was cut
+    assert len(stream) < len(expected)
+  assert sum(tok.sep_id in b for b in blocks) >= 4
 
 
-def test_examples_are_pure_in_seed_and_index(tokenizer_dir):
-  from lm_jax import families
+def test_examples_are_pure_in_seed_and_index(tokenizer_dir, tmp_path):
   for family in FAMILIES:
     c = tiny_config(family, tokenizer_dir)
-    tok = tokenizer_lib.load(tokenizer_dir)
-    docs = sources.embedded_documents("eval")
-    a, b = (families.make_examples(c.model, docs, tok, c.data, seed=3) for _ in range(2))
+    a, b = (prepared_examples(c, str(tmp_path), split="eval", seed=3) for _ in range(2))
     for i in (0, 7, 10_000):  # 10_000: a later epoch
       ea, eb = a.example(i), b.example(i)
       assert all(np.array_equal(ea[k], eb[k]) for k in ea), family

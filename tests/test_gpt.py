@@ -18,10 +18,10 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from conftest import REPO, override
+from conftest import REPO, override, prepared_examples
 import lm_jax
 from lm_jax import config as config_lib, export, interop, train
-from lm_jax.data import causal, packing, tokenizer as tokenizer_lib
+from lm_jax.data import packing, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 from lm_jax.models import gpt
 from test_interop import perturbed
@@ -86,13 +86,15 @@ def test_exact_resume(tmp_path, tokenizer_dir):
   assert [a[s] for s in range(9, 17)] == [b[s] for s in range(9, 17)]  # bitwise, with dropout
 
 
-def test_packed_examples_keep_documents_apart(tokenizer_dir):
+def test_packed_examples_keep_documents_apart(tokenizer_dir, tmp_path):
   tok = tokenizer_lib.load(tokenizer_dir)
   docs = ["Emma was rich. She was clever.", "Harriet smiled.", "Mr. Elton bowed and left."]
-  data = causal.CausalExamples(docs, tok, gpt_config(tokenizer_dir).data, seed=0)
+  (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")  # a document a line
+  data = prepared_examples(gpt_config(tokenizer_dir, **{"data.files": str(tmp_path / "docs.txt")}),
+                           str(tmp_path / "corpus"))
   stream = np.concatenate([[tok.sep_id, *sum(tok.encode(packing.split_sentences(d)), [])]
                            for d in docs])
-  assert np.array_equal(data.tokens, stream)
+  assert len(data.records) == 1 and data.num_tokens == len(stream) - len(docs)
   ex = data.example(0)  # the whole stream fits one window, padded
   n = len(stream) - 1
   assert np.array_equal(ex["input_ids"][:n], stream[:-1]) and np.array_equal(ex["labels"][:n], stream[1:])

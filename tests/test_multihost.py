@@ -87,13 +87,9 @@ def test_two_processes_checkpoint_killed_resume_on_one(tmp_path, tokenizer_dir):
   np.testing.assert_allclose([after[s] for s in steps], [before[s] for s in steps], rtol=1e-5)
 
 
-def test_each_process_reads_its_share_of_the_global_batch(tokenizer_dir):
-  from conftest import tiny_config
-  from lm_jax import families
-  from lm_jax.data import sources, tokenizer
-  c = tiny_config(tokenizer_dir)
-  data = families.make_examples(c.model, sources.documents(c.data, "train"),
-                                tokenizer.load(tokenizer_dir), c.data, c.seed)
+def test_each_process_reads_its_share_of_the_global_batch(tokenizer_dir, tmp_path):
+  from conftest import prepared_examples, tiny_config
+  data = prepared_examples(tiny_config(tokenizer_dir), str(tmp_path))
   shares = [next(data.batches(8, 3, 4, process_index=p, process_count=2, threads=1))
             for p in range(2)]
   whole = data.global_batch(3, 8)

@@ -134,15 +134,13 @@ def test_compile_only_prints_memory_and_does_not_train(tmp_path, tokenizer_dir):
 def _subprocess_main(tokenizer_dir, out_dir):
   import jax
   import jax.numpy as jnp
-  from conftest import tiny_config
-  from lm_jax import checkpoint, families, parallel, state, train
-  from lm_jax.data import sources, tokenizer
+  from conftest import prepared_examples, tiny_config
+  from lm_jax import checkpoint, parallel, state, train
 
   assert jax.device_count() == 8
   devices = jax.devices()
   config = tiny_config(tokenizer_dir, **{"train.steps": STEPS})
-  data = families.make_examples(config.model, sources.documents(config.data, "train"),
-                               tokenizer.load(tokenizer_dir), config.data, config.seed)
+  data = prepared_examples(config, os.path.join(out_dir, "corpus"))
   result = {}
 
   def setup(devs, **sizes):

@@ -1,22 +1,29 @@
 """ELMo's training examples: windows of a sentence stream, read both ways.
 
-The corpus is one stream of sentences, each `<S> w1 ... wn </S>`, documents
-in order. The forward LM reads the stream and predicts each next token. The
-backward LM reads the *backward stream*, the same sentences in the same
-order but each one reversed (`</S> wn ... w1 <S>`), and predicts its next
-token too; as in bilm-tf, both LMs run left to right over their own stream.
+A prepared shard's documents are one stream of sentences, each
+`<S> w1 ... wn </S>`, in order. The forward LM reads the stream and predicts
+each next token. The backward LM reads the *backward stream*, the same
+sentences in the same order but each one reversed (`</S> wn ... w1 <S>`),
+and predicts its next token too; as in bilm-tf, both LMs run left to right
+over their own stream. Preparation cuts both streams at the same places
+into windows of `seq_len + 1` tokens overlapping by one; a record holds a
+window's words both ways. Characters and softmax ids are computed when read
+(so a word outside the vocabulary keeps its characters).
 
-With `data.stateful` (bilm-tf's training), batches are stream-major: each
-epoch the documents are shuffled by (seed, epoch), the stream is cut into
-`batch_size` equal segments, and row r of batch k is window k of segment r,
-so it continues row r of batch k-1 and the LSTM state can be carried over
-(truncated backpropagation over `data.seq_len` steps). Without it, example i
-is a window of the corpus stream in a (seed)-shuffled order. Either way batch
-k is a pure function of (seed, k).
+Without `data.stateful`, example i is window `order[i]` (shuffled, reshuffled
+every epoch). With it (bilm-tf's training), batches are stream-major: the
+windows are grouped in chunks of `data.stream_chunk` consecutive windows,
+each epoch permutes the chunks by (seed, epoch) (a lazy permutation: no
+memory that grows with the corpus), the epoch's stream of windows is cut
+into `batch_size` equal segments, and row r of batch k is window k of
+segment r. So row r of batch k continues row r of batch k-1 (but where a
+chunk ends) and the LSTM state can be carried over (truncated
+backpropagation over `data.seq_len` steps). Either way batch k is a pure
+function of (seed, k).
 
 Input text: `data.files` are tokenised text, one sentence per line (LTG's
-format; a line is a document); other sources are split into sentences and
-into words and punctuation.
+format); other sources are split into sentences and into words and
+punctuation (data/elmo_vocab.tokenized_sentences).
 """
 import functools
 
@@ -27,41 +34,36 @@ from lm_jax.data import elmo_vocab, pipeline
 from lm_jax.errors import UserError
 
 
+def windows(documents, shard, seq_len, tokenizer):
+  """Records (forward words, newline, backward words) of one shard's sentence streams."""
+  del shard, tokenizer
+  forward, backward = [], []
+  for sentences in documents:
+    for sentence in sentences:
+      tokens = [elmo_vocab.BOS, *sentence, elmo_vocab.EOS]
+      forward.extend(tokens)
+      backward.extend(reversed(tokens))
+      while len(forward) > seq_len:
+        yield (" ".join(forward[:seq_len + 1]) + "\n" +
+               " ".join(backward[:seq_len + 1])).encode("utf-8")
+        del forward[:seq_len], backward[:seq_len]
+
+
 class ElmoExamples(pipeline.Examples):
   """Forward and backward LM windows: `chars`, `chars_reverse` [seq_len, max_chars]
   and their next-token ids `next_ids`, `next_ids_reverse` [seq_len]."""
 
-  def __init__(self, documents, vocab, data_cfg, seed):
-    self.seed = seed
-    self.seq_len = data_cfg.seq_len
-    self.stateful = data_cfg.stateful
-    pretokenized = bool(data_cfg.files)
-    types = {elmo_vocab.BOS: 0, elmo_vocab.EOS: 1}  # each distinct token once
-    tokens, sentence_start, doc_start = [], [0], [0]
-    for doc in documents:
-      for sentence in elmo_vocab.tokenized_sentences([doc], pretokenized):
-        tokens.append(0)
-        tokens.extend(types.setdefault(t, len(types)) for t in sentence)
-        tokens.append(1)
-        sentence_start.append(len(tokens))
-      if len(tokens) > doc_start[-1]:
-        doc_start.append(len(tokens))
-    self.tokens = np.array(tokens, np.int32)  # type index of every stream position
-    self.sentence_start = np.array(sentence_start, np.int64)
-    self.doc_start = np.array(doc_start, np.int64)
-    names = list(types)
-    self.type_chars = vocab.chars(names)
-    self.type_ids = vocab.ids(names)
-    if len(self.tokens) < 2 * self.seq_len + 2:
-      raise UserError(f"The corpus has {len(self.tokens)} tokens, too few for windows of "
-                      f"data.seq_len={self.seq_len}; give it more text.")
-    self.num_windows = (len(self.tokens) - 1) // self.seq_len
-    self.order = grain.MapDataset.range(self.num_windows).shuffle(seed=seed)
-    self.rows = None  # stream-major layout: set by the batching calls
+  LAYOUT = "elmo_windows"
+  WORDS = True
+  pack = staticmethod(windows)
 
-  @property
-  def num_tokens(self):
-    return len(self.tokens)
+  def __init__(self, material, vocab, data_cfg, seed):
+    super().__init__(material, vocab, data_cfg, seed)
+    self.stateful = data_cfg.stateful
+    self.chunk = data_cfg.stream_chunk
+    self.rows = None  # stream-major layout: set by the batching calls
+    self._word_chars = functools.lru_cache(maxsize=1 << 16)(  # frequent words once
+        lambda word: elmo_vocab.token_chars(word, vocab.max_chars))
 
   def global_batch(self, step, batch_size):
     self.rows = batch_size
@@ -72,42 +74,41 @@ class ElmoExamples(pipeline.Examples):
     return super().batches(batch_size, *args, **kwargs)
 
   @functools.lru_cache(maxsize=4)
-  def _epoch(self, epoch):
-    """(document order, stream offset of each) of one stateful epoch."""
-    order = np.random.default_rng((self.seed, epoch)).permutation(len(self.doc_start) - 1)
-    lengths = np.diff(self.doc_start)[order]
-    return order, np.concatenate([[0], np.cumsum(lengths)])
+  def _chunks(self, rows):
+    """(windows per chunk, lazy chunk permutation continuing epoch after epoch) for `rows` streams."""
+    n = len(self.records)
+    if n < rows:
+      raise UserError(f"The corpus has {n} windows of data.seq_len={self.cfg.seq_len}, too few "
+                      f"for {rows} streams; lower train.batch_size or give it more text.")
+    size = max(1, min(self.chunk, n // rows))
+    return size, grain.MapDataset.range(n // size).shuffle(seed=self.seed)
 
-  def _windows_per_epoch(self, rows):
-    windows = (len(self.tokens) // rows - 1) // self.seq_len
-    if windows < 1:
-      raise UserError(f"The corpus ({len(self.tokens)} tokens) is too small for {rows} streams of "
-                      f"data.seq_len={self.seq_len}; lower train.batch_size or give it more text.")
-    return windows
+  def windows_per_epoch(self, rows):
+    """How many consecutive windows each of `rows` streams reads per epoch."""
+    size, order = self._chunks(rows)
+    return len(order) * size // rows
 
-  def _positions(self, i):
-    """Corpus positions of example i's seq_len + 1 tokens (inputs, then the last target)."""
-    steps = np.arange(self.seq_len + 1)
+  def _window(self, i):
+    """The record index of example i."""
     if not self.stateful:
-      return self.order[i] * self.seq_len + steps  # grain reshuffles every epoch
+      return int(self.order[i])  # grain reshuffles every epoch
     if self.rows is None:
       raise ValueError("stateful ElmoExamples are read through global_batch or batches")
+    size, order = self._chunks(self.rows)
     step, row = divmod(i, self.rows)
-    windows = self._windows_per_epoch(self.rows)
-    epoch, w = divmod(step, windows)
-    order, offsets = self._epoch(epoch)
-    stream = row * (len(self.tokens) // self.rows) + w * self.seq_len + steps
-    d = np.searchsorted(offsets, stream, side="right") - 1
-    return self.doc_start[order[d]] + stream - offsets[d]
+    per_row = self.windows_per_epoch(self.rows)
+    epoch, k = divmod(step, per_row)
+    s = row * per_row + k  # position in this epoch's stream of windows
+    return int(order[epoch * len(order) + s // size]) * size + s % size
 
-  def _mirror(self, positions):
-    """The position of the same token in the backward stream (its sentence reversed)."""
-    s = np.searchsorted(self.sentence_start, positions, side="right") - 1
-    return self.sentence_start[s] + self.sentence_start[s + 1] - 1 - positions
+  def examples(self, indices):
+    vocab, out = self.tokenizer, []
+    for record in self.records.read([self._window(i) for i in indices]):
+      forward, backward = (line.split(" ") for line in record.decode("utf-8").split("\n"))
+      out.append(dict(chars=self._chars(forward[:-1]), next_ids=vocab.ids(forward[1:]),
+                      chars_reverse=self._chars(backward[:-1]),
+                      next_ids_reverse=vocab.ids(backward[1:])))
+    return out
 
-  def example(self, i):
-    positions = self._positions(i)
-    forward, backward = self.tokens[positions], self.tokens[self._mirror(positions)]
-    return dict(chars=self.type_chars[forward[:-1]], next_ids=self.type_ids[forward[1:]],
-                chars_reverse=self.type_chars[backward[:-1]],
-                next_ids_reverse=self.type_ids[backward[1:]])
+  def _chars(self, words):
+    return np.stack([self._word_chars(w) for w in words])

@@ -5,13 +5,12 @@ character ids, `[<bow>] + utf8 bytes + [<eow>] + [<pad>]*`, with two extra
 "characters" spelling the sentence boundaries `<S>` and `</S>`. The word
 vocabulary only names the softmax classes the language models predict. It
 is `vocab.txt`, one word a line, `<S>`, `</S>`, `<UNK>` first (the LTG and
-simple_elmo convention); built from the training corpus by frequency when
-`data.tokenizer` names none.
+simple_elmo convention); built by frequency from a sample of the training
+text when the corpus is prepared and `data.tokenizer` names none.
 """
 import collections
 import os
 import re
-import shutil
 
 import numpy as np
 
@@ -135,23 +134,12 @@ def read(path, max_chars):
 
 # ---------------------------------------------------------------------------
 # The family's vocabulary hook (its record in lm_jax/families/): workdir.py
-# calls these instead of the sentencepiece tokenizer's.
+# calls these instead of the sentencepiece tokenizer's. A new vocabulary is
+# built when the corpus is prepared (data/prepare.py).
 # ---------------------------------------------------------------------------
 
 def exists(directory):
   return os.path.exists(os.path.join(directory, VOCAB_FILE))
-
-
-def create(config, directory, train_docs):
-  """Copies `data.tokenizer`'s vocabulary into `directory`, or builds one from the corpus."""
-  if config.data.tokenizer:
-    source = read(config.data.tokenizer, config.model.max_characters_per_token)
-    os.makedirs(directory, exist_ok=True)
-    shutil.copyfile(source.path, os.path.join(directory, VOCAB_FILE))
-    return
-  print(f"Building a {config.model.vocab_size}-word ELMo vocabulary from the corpus ...", flush=True)
-  sentences = tokenized_sentences(train_docs, bool(config.data.files))
-  build(sentences, config.model.vocab_size, config.model.max_characters_per_token).save(directory)
 
 
 def load(config, directory):

@@ -1,36 +1,33 @@
 """Training examples of the BERT-family encoders (BERT, RoBERTa, ALBERT, ELECTRA).
 
-Each is a pipeline.Examples: example i is a pure function of (seed, i), its
-masks drawn anew per epoch (dynamic masking) by data/masking.
+Each is a pipeline.Examples over a prepared corpus's blocks (data/packing.py):
+example i is a pure function of (seed, i), its masks drawn anew per epoch
+(dynamic masking) by data/masking.
+
+BERT's next-sentence pairs: A is the block's first sentences up to a random
+sentence boundary. With probability data.nsp_probability, B is NotNext
+(label 1): the start of another block of the same split, cut to the length
+the true continuation (the rest of A's block) would have had, so that
+neither B's length nor its position gives the label away. The other block is
+the first of four drawn at random that comes from another document and is
+long enough (else the longest from another document); the coin and the
+draws come from a generator seeded by (seed, i, 2), so they are read with
+the batch. Otherwise B is the rest of the block (IsNext, label 0). The pair
+is then trimmed to seq_len - 3 tokens as BERT does.
 """
-import grain
 import numpy as np
 
-from lm_jax.data import packing, pipeline
-from lm_jax.errors import UserError
-from lm_jax.data import masking
+from lm_jax.data import masking, packing, pipeline, prepared
+
+_CANDIDATES = 4  # NotNext: other blocks drawn per example (the first that fits is taken)
 
 
 class _MaskedExamples(pipeline.Examples):
-  """The corpus, its blocks in a per-epoch shuffled order, and MLM masking."""
+  """A prepared corpus's blocks in a per-epoch shuffled order, and MLM masking."""
 
-  def __init__(self, documents, tokenizer, data_cfg, seed):
-    self.tokenizer = tokenizer
-    self.cfg = data_cfg
-    self.seed = seed
-    self.corpus = packing.tokenize_corpus(documents, tokenizer)
-    self.blocks = self.make_blocks()
-    if len(self.blocks) == 0:
-      raise UserError("The corpus yields no training example; give it more text.")
-    self.order = grain.MapDataset.range(len(self.blocks)).shuffle(seed=seed)
+  def __init__(self, material, tokenizer, data_cfg, seed):
+    super().__init__(material, tokenizer, data_cfg, seed)
     self.word_starts = tokenizer.word_starts()
-
-  @property
-  def num_tokens(self):
-    return len(self.corpus.tokens)
-
-  def make_blocks(self):
-    raise NotImplementedError
 
   def mask(self, input_ids, rng):
     """dict(input_ids (masked), masked_positions, masked_ids, masked_weights)."""
@@ -46,20 +43,40 @@ class _MaskedExamples(pipeline.Examples):
 
 class BertExamples(_MaskedExamples):
   """BERT's inputs: `[CLS] A [SEP] B [SEP]` sentence pairs for next-sentence
-  prediction (packing.sentence_pair), masked for MLM."""
+  prediction (the module docstring says how B is drawn), masked for MLM."""
 
-  def make_blocks(self):
-    return packing.make_blocks(self.corpus, self.cfg.seq_len - 3)
+  LAYOUT = "sentence_blocks"
+  pack = staticmethod(packing.sentence_blocks)
 
-  def example(self, i):
-    rng = np.random.default_rng((self.seed, i))
-    cfg = self.cfg
-    a, b, label = packing.sentence_pair(self.corpus, self.blocks[self.order[i]], rng,
-                                        cfg.seq_len - 3, cfg.nsp_probability)
-    input_ids, token_type_ids, attention_mask = packing.format_pair(a, b, self.tokenizer,
-                                                                    cfg.seq_len)
-    return dict(token_type_ids=token_type_ids, attention_mask=attention_mask,
-                **self.mask(input_ids, rng), nsp_labels=np.int32(label))
+  def _candidates(self, coin, own):
+    """Random record indices other than `own` (all of them equally likely)."""
+    others = coin.integers(0, len(self.records) - 1, _CANDIDATES)
+    return [int(o) + (o >= own) for o in others]
+
+  def examples(self, indices):
+    cfg, n = self.cfg, len(self.records)
+    own = [int(self.order[i]) for i in indices]
+    coins = [np.random.default_rng((self.seed, i, 2)) for i in indices]
+    drawn = [self._candidates(c, o) if n > 1 and c.random() < cfg.nsp_probability else []
+             for c, o in zip(coins, own)]
+    records = iter(self.records.read(own + [o for d in drawn for o in d]))
+    blocks = [packing.decode_sentence_block(next(records)) for _ in own]
+    out = []
+    for i, (doc, lengths, tokens), candidates in zip(indices, blocks, drawn):
+      rng = np.random.default_rng((self.seed, i))
+      a, rest = packing.split_block(lengths, tokens, rng)
+      others = [packing.decode_sentence_block(next(records)) for _ in candidates]
+      others = [t for d, _, t in others if not np.array_equal(d, doc)]  # other documents only
+      b, label = rest, 0
+      if others:
+        long_enough = [t for t in others if len(t) >= len(rest)]
+        b, label = (long_enough or [max(others, key=len)])[0][:len(rest)], 1
+      a, b = packing.truncate_pair(a, b, cfg.seq_len - 3, rng)
+      input_ids, token_type_ids, attention_mask = packing.format_pair(a, b, self.tokenizer,
+                                                                      cfg.seq_len)
+      out.append(dict(token_type_ids=token_type_ids, attention_mask=attention_mask,
+                      **self.mask(input_ids, rng), nsp_labels=np.int32(label)))
+    return out
 
 
 class FullSentenceExamples(_MaskedExamples):
@@ -67,28 +84,29 @@ class FullSentenceExamples(_MaskedExamples):
   consecutive sentences filling seq_len across document boundaries, with a
   [SEP] between documents; one token type."""
 
-  def make_blocks(self):
-    return packing.make_full_sentence_blocks(self.corpus, self.cfg.seq_len - 2)
+  LAYOUT = "full_sentences"
+  pack = staticmethod(packing.full_sentence_blocks)
 
-  def example(self, i):
-    rng = np.random.default_rng((self.seed, i))
-    tokens = packing.full_sentences(self.corpus, self.blocks[self.order[i]],
-                                    self.tokenizer.sep_id, self.cfg.seq_len - 2)
-    input_ids, token_type_ids, attention_mask = packing.format_single(
-        tokens, self.tokenizer, self.cfg.seq_len)
-    return dict(self.mask(input_ids, rng), token_type_ids=token_type_ids,
-                attention_mask=attention_mask)
+  def examples(self, indices):
+    out = []
+    for i, record in zip(indices, self.read(indices)):
+      rng = np.random.default_rng((self.seed, i))
+      (tokens,) = prepared.decode_ints(record)
+      input_ids, token_type_ids, attention_mask = packing.format_single(
+          tokens, self.tokenizer, self.cfg.seq_len)
+      out.append(dict(self.mask(input_ids, rng), token_type_ids=token_type_ids,
+                      attention_mask=attention_mask))
+    return out
 
 
 class ReplacedTokenExamples(FullSentenceExamples):
   """ELECTRA: full-sentence MLM inputs plus one uniform number per prediction,
   with which the loss samples the generator's replacement (losses.sample_tokens)."""
 
-  def example(self, i):
-    out = super().example(i)
-    rng = np.random.default_rng((self.seed, i, 1))
-    return dict(out, replacement_uniform=rng.random(self.cfg.max_predictions_per_seq,
-                                                    dtype=np.float32))
+  def examples(self, indices):
+    return [dict(e, replacement_uniform=np.random.default_rng((self.seed, i, 1)).random(
+        self.cfg.max_predictions_per_seq, dtype=np.float32))
+            for i, e in zip(indices, super().examples(indices))]
 
 
 class SentenceOrderExamples(_MaskedExamples):
@@ -96,18 +114,21 @@ class SentenceOrderExamples(_MaskedExamples):
   one document (BERT's blocks), swapped with probability data.nsp_probability
   (sop_labels 1); masked for MLM."""
 
-  def make_blocks(self):
-    return packing.make_blocks(self.corpus, self.cfg.seq_len - 3)
+  LAYOUT = "sentence_blocks"
+  pack = staticmethod(packing.sentence_blocks)
 
-  def example(self, i):
-    rng = np.random.default_rng((self.seed, i))
-    cfg = self.cfg
-    a, b, _ = packing.sentence_pair(self.corpus, self.blocks[self.order[i]], rng,
-                                    cfg.seq_len - 3, nsp_prob=0.0)
-    swapped = rng.random() < cfg.nsp_probability
-    if swapped:
-      a, b = b, a
-    input_ids, token_type_ids, attention_mask = packing.format_pair(a, b, self.tokenizer,
-                                                                    cfg.seq_len)
-    return dict(self.mask(input_ids, rng), token_type_ids=token_type_ids,
-                attention_mask=attention_mask, sop_labels=np.int32(swapped))
+  def examples(self, indices):
+    cfg, out = self.cfg, []
+    for i, record in zip(indices, self.read(indices)):
+      rng = np.random.default_rng((self.seed, i))
+      _, lengths, tokens = packing.decode_sentence_block(record)
+      a, b = packing.split_block(lengths, tokens, rng)
+      a, b = packing.truncate_pair(a, b, cfg.seq_len - 3, rng)
+      swapped = rng.random() < cfg.nsp_probability
+      if swapped:
+        a, b = b, a
+      input_ids, token_type_ids, attention_mask = packing.format_pair(a, b, self.tokenizer,
+                                                                      cfg.seq_len)
+      out.append(dict(self.mask(input_ids, rng), token_type_ids=token_type_ids,
+                      attention_mask=attention_mask, sop_labels=np.int32(swapped)))
+    return out

@@ -72,17 +72,21 @@ def _paragraphs(text):
   return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
+def novel_documents(path):
+  """One embedded novel (a .txt.gz of CORPUS_DIR), one document per chapter."""
+  for chapter in _CHAPTER.split(read_text(path))[1:]:  # [0] is the title page
+    doc = "\n".join(_paragraphs(chapter))
+    if doc:
+      yield doc
+
+
 def embedded_documents(split):
   """The Austen novels, one document per chapter: split 'train' or 'eval'."""
   docs = []
   for path in sorted(glob.glob(os.path.join(CORPUS_DIR, "*.txt.gz"))):
     held_out = os.path.basename(path).split(".")[0] in EVAL_NOVELS
-    if held_out != (split == "eval"):
-      continue
-    for chapter in _CHAPTER.split(read_text(path))[1:]:  # [0] is the title page
-      doc = "\n".join(_paragraphs(chapter))
-      if doc:
-        docs.append(doc)
+    if held_out == (split == "eval"):
+      docs.extend(novel_documents(path))
   return docs
 
 

@@ -53,9 +53,12 @@ class Tokenizer:
     The space before a typed "[MASK]" belongs to the masked word, as in
     training, where a whole piece such as "▁word" is replaced by [MASK].
     """
+    texts = list(texts)
+    # Only a text that spells "[MASK]" holds the mask piece: the others need no scan
+    # (preparing a corpus encodes millions of sentences through here).
     return [[t for t, nxt in zip(ids, ids[1:] + [None])
-             if not (t == self._space_id and nxt == self.mask_id)]
-            for ids in self.sp.encode(list(texts), out_type=int)]
+             if not (t == self._space_id and nxt == self.mask_id)] if "[MASK]" in text else ids
+            for text, ids in zip(texts, self.sp.encode(texts, out_type=int))]
 
   def decode(self, ids):
     return self.sp.decode([int(i) for i in ids])

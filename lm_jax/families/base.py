@@ -30,7 +30,7 @@ class Family:
   progress_metrics: tuple = ("loss",)  # shown on the progress line, in this order
   validate_overrides: dict = dataclasses.field(default_factory=dict)  # validate's smaller tiny
   # The family's own vocabulary instead of a sentencepiece tokenizer: a module
-  # with exists(dir), create(config, dir, train_docs) and load(config, dir).
+  # with exists(dir) and load(config, dir) (data/prepare.py builds a new one).
   vocab: Any = None
   # A recurrent state carried from each train step to the next (stateful
   # LSTMs): initial_carry(config, batch_size) -> zero pytree [batch, ...], or
