@@ -5,6 +5,7 @@ Running it again on the same workdir resumes from the latest checkpoint, and
 since batch k is a pure function of (seed, k) the resumed run is the same
 run, bit for bit.
 """
+import contextlib
 import os
 import signal
 
@@ -14,9 +15,9 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, families, init_from
-from lm_jax import metrics as metrics_lib, parallel, state, workdir as workdir_lib
-from lm_jax.data import prepare as prepare_lib, prepared
+from lm_jax import checkpoint, config as config_lib, families, init_from, lock as lock_lib
+from lm_jax import metrics as metrics_lib, parallel, paths, state, workdir as workdir_lib
+from lm_jax.data import prepare as prepare_lib, prepared, sources
 from lm_jax.errors import UserError
 
 
@@ -150,8 +151,38 @@ def run(config, workdir):
   in (or resuming in) `workdir`."""
   config = init_from.architecture(config)  # init.from_hf / init.from_workdir's model section
   families.validate(config)
+  sources.check_inputs(config.data)  # a bad file is one sentence before any work
+  workdir = paths.absolute(workdir)  # local: absolute; gs://: as it is
+  with _one_writer(workdir):
+    return _run(config, workdir)
+
+
+@contextlib.contextmanager
+def _one_writer(workdir):
+  """Process 0 holds WORKDIR's lock (it writes for every process) from the first
+  write to the last; every process learns whether it got it, so all stop together."""
+  lock = lock_lib.WorkdirLock(workdir) if jax.process_index() == 0 else None
+  refused = None
+  try:
+    if lock:
+      lock.acquire()
+  except UserError as e:
+    refused = e
+  if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(
+      np.int32(refused is None)) and refused is None:
+    refused = UserError(f"Process 0 could not lock {workdir} (its output says why); stop the "
+                        "other run on this workdir, or use another --workdir.")
+  if refused:
+    raise refused
+  try:
+    yield
+  finally:
+    if lock:
+      lock.release()
+
+
+def _run(config, workdir):
   family = families.get(config.model)
-  workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh(config.mesh)
   rule_table = parallel.rules(config.mesh)
   parallel.check_batch_split(mesh, rule_table)
@@ -257,8 +288,10 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
         writer.write(step, m)
         writer.eval_line(step, m)
       if step % t.checkpoint_every == 0 or step == t.steps:
+        writer.flush()  # a resume from this checkpoint finds every line logged before it
         _save_if_finite(ckpt, step, params, opt_state, carry)
       if preemption.should_stop(step):
+        writer.flush()
         _save_if_finite(ckpt, step, params, opt_state, carry)
         print(f"Preempted: saved step {step}; run the same command to resume.", flush=True)
         break

@@ -16,14 +16,14 @@ import ml_collections
 from etils import epath
 from jax.experimental import multihost_utils
 
-from lm_jax import checkpoint, config as config_lib, families, parallel, state
+from lm_jax import checkpoint, config as config_lib, families, parallel, paths, state
 from lm_jax.data import prepare, prepared, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
 
 def read_config(workdir):
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = paths.join(workdir, "config.json")
+  if not paths.exists(path):
     raise UserError(f"{workdir} is not an lm_jax run (no config.json); "
                     "give the --workdir of a training run.")
   return ml_collections.ConfigDict(_read_json(path))
@@ -32,8 +32,8 @@ def read_config(workdir):
 def check_workdir(config, workdir):
   """Refuses a workdir that holds another model, or checkpoints without the
   tokenizer they were trained with. Writes nothing."""
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
+  path = paths.join(workdir, "config.json")
+  if paths.exists(path):
     old = _read_json(path).get("model", {})
     runtime = families.family(config.model).runtime_keys
     new = {k: v for k, v in config.model.to_dict().items() if k not in runtime}
@@ -43,7 +43,7 @@ def check_workdir(config, workdir):
       k = diff[0]
       raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
                       f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
-  if has_checkpoints(workdir) and not _tokenizer_exists(config, os.path.join(workdir, "tokenizer")):
+  if has_checkpoints(workdir) and not _tokenizer_exists(config, paths.join(workdir, "tokenizer")):
     raise UserError(f"{workdir} has checkpoints but no tokenizer/ (the checkpoints' embeddings "
                     "belong to it); put the run's tokenizer/ back, or start a new --workdir.")
 
@@ -52,29 +52,25 @@ def record_config(config, workdir):
   """Writes WORKDIR/config.json (process 0), once the run has really started: a
   failed invocation leaves the record of what the checkpoints were trained with."""
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(config_lib.to_json(config))
-    os.replace(tmp, path)
+    paths.makedirs(workdir)
+    paths.write_text(paths.join(workdir, "config.json"), config_lib.to_json(config))
 
 
 def has_checkpoints(workdir):
   """Whether WORKDIR/checkpoints/ holds a step (complete or not)."""
   directory = checkpoint.directory(workdir)
-  return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+  return any(n.isdigit() for n in paths.listdir(directory))
 
 
 def _tokenizer_exists(config, directory):
   vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
+  directory = paths.local_copy(directory)  # gs://: a few small files, read locally
   return vocab.exists(directory) if vocab else tokenizer_lib.exists(directory)
 
 
 def _read_json(path):
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(paths.read_text(path))
   except ValueError:
     raise UserError(f"{path} is not valid JSON (truncated?); restore it from a backup, or copy "
                     "the config of the run that wrote the checkpoints.") from None
@@ -118,8 +114,13 @@ def load_or_train_tokenizer(config, workdir, corpus=None):
 
 
 def run_tokenizer(config, workdir):
-  """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt)."""
-  directory = os.path.join(workdir, "tokenizer")
+  """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt), for
+  export and inference (a gs:// run's is read from a local copy)."""
+  directory = paths.join(workdir, "tokenizer")
+  if not _tokenizer_exists(config, directory):
+    raise UserError(f"{workdir} has no tokenizer/ (its checkpoints' embeddings belong to it); "
+                    "put the run's tokenizer/ back from a backup.")
+  directory = paths.local_copy(directory)
   vocab = families.family(config.model).vocab
   return vocab.load(config, directory) if vocab else tokenizer_lib.load(directory)
 
