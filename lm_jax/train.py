@@ -6,7 +6,6 @@ since batch k is a pure function of (seed, k) the resumed run is the same
 run, bit for bit.
 """
 import contextlib
-import os
 import signal
 
 import jax
@@ -17,7 +16,7 @@ from jax.experimental import multihost_utils
 
 from lm_jax import checkpoint, config as config_lib, families, init_from, lock as lock_lib
 from lm_jax import metrics as metrics_lib, parallel, paths, state, workdir as workdir_lib
-from lm_jax.data import prepare as prepare_lib, prepared, sources
+from lm_jax.data import sources
 from lm_jax.errors import UserError
 
 
@@ -197,31 +196,7 @@ def _run(config, workdir):
   print(parallel.layout(mesh), flush=True)  # every process: who is who
 
   # ---- Tokenizer and data ------------------------------------------------
-  if family.labelled:  # fine-tuning: labelled records (GLUE-, IMDB-sized) are read into memory
-    tok = workdir_lib.load_or_train_tokenizer(config, workdir)
-    train_docs = family.read(config.data, "train")
-    train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
-    eval_docs = family.read(config.data, "eval") if config.train.eval_every else []
-    eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
-                                        config.seed + 1) if eval_docs else None)
-  else:  # pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once
-    examples, words = family.examples, family.examples.WORDS
-    corpus_dir = config.data.prepared or os.path.join(workdir, "data")
-    if not config.data.prepared and jax.process_index() == 0:  # a no-op once prepared
-      own_tokenizer = os.path.join(workdir, "tokenizer")
-      prepare_lib.prepare(config, corpus_dir, examples, workers=0,
-                          tokenizer=prepare_lib.tokenizer_source(config, own_tokenizer, words))
-    if jax.process_count() > 1:  # the others wait for process 0's preparation
-      multihost_utils.sync_global_devices("prepared corpus")
-    corpus = prepared.open(corpus_dir)
-    tok = workdir_lib.load_or_train_tokenizer(config, workdir, corpus)
-    splits = [s for s in corpus.splits() if s == "train" or config.train.eval_every]
-    material = {s: corpus.material(examples.LAYOUT, config.data.seq_len, s) for s in splits}
-    prepared.pin(corpus, material.values(), workdir, workdir_lib.has_checkpoints(workdir),
-                 jax.process_index() == 0)
-    train_data = examples(material["train"], tok, config.data, config.seed)
-    eval_data = (examples(material["eval"], tok, config.data, config.seed + 1)
-                 if "eval" in material else None)
+  train_data, eval_data = workdir_lib.run_data(config, workdir)
 
   # ---- Model and optimizer state ----------------------------------------
   total = config_lib.schedule_steps(config)

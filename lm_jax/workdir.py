@@ -113,6 +113,39 @@ def load_or_train_tokenizer(config, workdir, corpus=None):
   return tok
 
 
+def run_data(config, workdir):
+  """(train examples, eval examples or None) of the run, and its tokenizer set up:
+  pre-training reads a prepared corpus (data.prepared, or WORKDIR/data/, prepared
+  here on the first start); fine-tuning's labelled records are small enough to read."""
+  family = families.get(config.model)
+  if family.labelled:  # fine-tuning: labelled records (GLUE-, IMDB-sized) are read into memory
+    tok = load_or_train_tokenizer(config, workdir)
+    train_docs = family.read(config.data, "train")
+    train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
+    eval_docs = family.read(config.data, "eval") if config.train.eval_every else []
+    eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
+                                        config.seed + 1) if eval_docs else None)
+  else:  # pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once
+    examples, words = family.examples, family.examples.WORDS
+    corpus_dir = config.data.prepared or paths.join(workdir, "data")
+    if not config.data.prepared and jax.process_index() == 0:  # a no-op once prepared
+      own_tokenizer = paths.join(workdir, "tokenizer")
+      prepare.prepare(config, corpus_dir, examples, workers=0,
+                      tokenizer=prepare.tokenizer_source(config, own_tokenizer, words))
+    if jax.process_count() > 1:  # the others wait for process 0's preparation
+      multihost_utils.sync_global_devices("prepared corpus")
+    corpus = prepared.open(corpus_dir)
+    tok = load_or_train_tokenizer(config, workdir, corpus)
+    splits = [s for s in corpus.splits() if s == "train" or config.train.eval_every]
+    material = {s: corpus.material(examples.LAYOUT, config.data.seq_len, s) for s in splits}
+    prepared.pin(corpus, material.values(), workdir, has_checkpoints(workdir),
+                 jax.process_index() == 0)
+    train_data = examples(material["train"], tok, config.data, config.seed)
+    eval_data = (examples(material["eval"], tok, config.data, config.seed + 1)
+                 if "eval" in material else None)
+  return train_data, eval_data
+
+
 def run_tokenizer(config, workdir):
   """A run's tokenizer, or its family's own vocabulary (ELMo's vocab.txt), for
   export and inference (a gs:// run's is read from a local copy)."""
