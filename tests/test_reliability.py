@@ -309,9 +309,9 @@ def _data(**kw):
      r"iconv -f latin1 -t utf-8\."),
     ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff", r"image.txt is a binary file"),
     ("plain.txt.gz", b"not compressed\n", r"plain.txt.gz ends in .gz but is not gzip-compressed"),
-    ("cut.txt.gz", gzip.compress(os.urandom(9000).hex().encode())[:50],
+    ("cut.txt.gz", gzip.compress(np.random.default_rng(0).bytes(9000).hex().encode(), mtime=0)[:50],
      r"cut.txt.gz is a damaged gzip"),
-])
+], ids=["latin1", "binary", "fake_gz", "cut_gz"])  # the same ids in every xdist worker
 def test_bad_data_files_are_one_sentence(tmp_path, name, content, message):
   (tmp_path / name).write_bytes(content)
   data = _data(files=str(tmp_path / name))
