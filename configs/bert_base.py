@@ -1,4 +1,4 @@
-r"""BERT pre-training (MLM + NSP), variants tiny / base / large.
+r"""BERT pre-training (MLM + NSP), variants tiny / base / large / large_batch.
 
   python -m lm_jax.main --config=configs/bert_base.py:tiny --workdir=runs/tiny
 
@@ -15,6 +15,18 @@ base (the default): BERT-base 12/768/12 with the paper's schedule: 1M steps
 of batch 256 at seq 128, Adam lr 1e-4, 10k warm-up steps, linear decay,
 weight decay 0.01. large: 24/1024/16. Both need a real corpus: the embedded
 one is too small for a 30522-piece vocabulary.
+
+large_batch: BERT-large with LAMB at batch 65536 (You et al. 2019, "Large Batch
+Optimization for Deep Learning: Training BERT in 76 minutes", arXiv:1904.00962:
+batch 65536 at seq 128, then 32768 at seq 512, 8599 steps in all), with the
+seq-128 phase's numbers as NVIDIA's DeepLearningExamples publishes them
+(PyTorch/LanguageModeling/BERT/scripts/run_pretraining.sh, phase 1): 7038 steps,
+lr 6e-3, warm-up 28.43% (2001 steps), 20 predictions a sequence, LAMB weight decay
+0.01 (none on biases and LayerNorm, which also skip the trust ratio, as in NVIDIA's
+FusedLAMB), gradients clipped at norm 1.0. NVIDIA decays the lr as (1 - t/T)^0.5;
+lm_jax decays it linearly. The seq-512 phase is not part of this variant. Set
+train.grad_accum_steps to fit the micro-batch in memory (NVIDIA: 128 micro-batches
+of 64 sequences on each of 8 GPUs).
 """
 from lm_jax.config import base_config, bert_model
 
@@ -40,8 +52,15 @@ def get_config(variant="base"):
     c.train.update(steps=1_000_000, batch_size=256, learning_rate=1e-4,
                    warmup_steps=10_000, log_every=100, eval_every=10_000,
                    checkpoint_every=10_000)
+  elif variant == "large_batch":
+    c.model = bert_model(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                         intermediate_size=4096, dtype="bfloat16")
+    c.data.update(seq_len=128, max_predictions_per_seq=20)
+    c.train.update(steps=7038, batch_size=65536, optimizer="lamb", learning_rate=6e-3,
+                   warmup_steps=2001, weight_decay=0.01, max_grad_norm=1.0, log_every=10,
+                   eval_every=1000, checkpoint_every=200)
   else:
-    raise ValueError(f"unknown variant {variant!r}; use tiny, base or large")
+    raise ValueError(f"unknown variant {variant!r}; use tiny, base, large or large_batch")
   # The mesh (base_config: data=-1, all devices data-parallel) is set per machine,
   # on the command line or here. Two examples (WORKSPACE.md has the launch commands):
   #

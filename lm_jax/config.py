@@ -7,12 +7,30 @@ sentence naming the key and the fix.
 import json
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from lm_jax.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION = ("auto", "xla", "cudnn")
 REMAT = ("none", "full", "dots", "dots_no_batch")
+OPTIMIZERS = ("adamw", "lamb", "adafactor", "adagrad")
+SCHEDULES = ("linear", "constant")
+
+# The keys only one optimizer reads, and what each means unset (None): that
+# optimizer's published default (Shazeer & Stern 2018 and optax for Adafactor; TF's
+# and optax's Adagrad). Typed placeholders keep --config.train.KEY=VALUE checked and
+# let validate tell a key set from one left alone, so it can refuse a key of an
+# optimizer the run does not use. adam_b1/b2/eps (AdamW and LAMB) keep plain values
+# instead: the config files tune them for their AdamW recipes (gpt2.py b2 0.95,
+# roberta.py 0.98), a placeholder cannot be unset from the command line (`=None` does
+# not parse), and refusing them would make --config.train.optimizer=adafactor
+# impossible on those files; Adafactor and Adagrad just do not read them.
+OPTIMIZER_DEFAULTS = {
+    "adafactor": dict(adafactor_decay_rate=0.8, adafactor_clipping_threshold=1.0,
+                      adafactor_min_dim_size_to_factor=128, adafactor_momentum=None),
+    "adagrad": dict(adagrad_initial_accumulator_value=0.1, adagrad_eps=1e-7),
+}
 
 # Logical axis -> mesh axes. Parameters and activations are annotated with the
 # names on the left (models/); this table alone decides how they are sharded.
@@ -43,11 +61,20 @@ def base_config():
       warmup_steps=100,
       schedule_steps=-1,       # length of the LR schedule; -1 = train.steps
       grad_accum_steps=1,      # micro-batches per step (batch_size must divide)
-      weight_decay=0.01,
-      adam_b1=0.9,
+      schedule="linear",       # after warm-up: linear (to 0 at schedule_steps) | constant
+      optimizer="adamw",       # adamw | lamb | adafactor | adagrad (README, "Optimizers")
+      weight_decay=0.01,       # decoupled (lr * wd * p a step), never on biases and norms
+      adam_b1=0.9,             # adamw and lamb
       adam_b2=0.999,
       adam_eps=1e-6,
-      max_grad_norm=1.0,
+      max_grad_norm=1.0,       # clip the global gradient norm (every optimizer)
+      # One optimizer's own keys; unset = its default (OPTIMIZER_DEFAULTS above).
+      adafactor_decay_rate=placeholder(float),    # second moment: beta2_t = 1 - t^-rate (0.8)
+      adafactor_clipping_threshold=placeholder(float),  # update clipping to RMS <= d (1.0)
+      adafactor_min_dim_size_to_factor=placeholder(int),  # factor a matrix whose dims reach it (128)
+      adafactor_momentum=placeholder(float),      # a first moment with this beta1 (none)
+      adagrad_initial_accumulator_value=placeholder(float),  # the squares' sum at step 0 (0.1)
+      adagrad_eps=placeholder(float),             # added to the sum under the root (1e-7)
       log_every=50,
       eval_every=500,          # 0 = no evaluation during training
       eval_steps=10,           # batches of held-out text per evaluation
@@ -259,9 +286,43 @@ def validate(c):
   check(t.batch_size % t.grad_accum_steps == 0,
          f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
+  _validate_optimizer(t)
   sizes = [c.mesh[k] for k in ("data", "fsdp", "tensor")]
   check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
          f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")
+
+
+def _validate_optimizer(t):
+  check(t.optimizer in OPTIMIZERS, f"train.optimizer={t.optimizer!r} is not one of {OPTIMIZERS}.")
+  check(t.schedule in SCHEDULES, f"train.schedule={t.schedule!r} is not one of {SCHEDULES}.")
+  for name, keys in OPTIMIZER_DEFAULTS.items():
+    for key in keys:
+      check(name == t.optimizer or t[key] is None,
+            f"train.{key} is an {name} key but train.optimizer={t.optimizer}; remove it or "
+            f"set train.optimizer={name}.")
+  check(t.max_grad_norm > 0, f"train.max_grad_norm={t.max_grad_norm} must be positive.")
+  check(t.weight_decay >= 0, f"train.weight_decay={t.weight_decay} must be >= 0.")
+  for key in ("adam_b1", "adam_b2"):
+    check(0 <= t[key] < 1, f"train.{key}={t[key]} must be in [0, 1).")
+  check(t.adam_eps > 0, f"train.adam_eps={t.adam_eps} must be positive.")
+  s = lambda key: optimizer_setting(t, key)
+  if t.optimizer == "adafactor":
+    check(0 < s("adafactor_decay_rate") <= 1,
+          f"train.adafactor_decay_rate={s('adafactor_decay_rate')} must be in (0, 1].")
+    for key in ("adafactor_clipping_threshold", "adafactor_min_dim_size_to_factor"):
+      check(s(key) > 0, f"train.{key}={s(key)} must be positive.")
+    check(s("adafactor_momentum") is None or 0 <= s("adafactor_momentum") < 1,
+          f"train.adafactor_momentum={s('adafactor_momentum')} must be in [0, 1).")
+  if t.optimizer == "adagrad":
+    for key in ("adagrad_initial_accumulator_value", "adagrad_eps"):
+      check(s(key) >= 0, f"train.{key}={s(key)} must be >= 0.")
+
+
+def optimizer_setting(train_cfg, key):
+  """train.KEY of one optimizer (OPTIMIZER_DEFAULTS), or its default when unset."""
+  if train_cfg[key] is not None:
+    return train_cfg[key]
+  return next(keys[key] for keys in OPTIMIZER_DEFAULTS.values() if key in keys)
 
 
 def override(config, overrides):

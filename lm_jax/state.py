@@ -28,7 +28,7 @@ class ModelState:
     if tx is not None:
       abstract_opt = jax.eval_shape(tx.init, self.abstract_params)
       self.opt_shardings = optax.tree_map_params(
-          tx, lambda _, s: s, abstract_opt, self.param_shardings,
+          tx, _state_sharding, abstract_opt, self.param_shardings, self.abstract_params,
           transform_non_params=lambda _: parallel.replicated(mesh))
       self.abstract_opt_state = checkpoint.abstract(abstract_opt, self.opt_shardings)
 
@@ -42,3 +42,18 @@ class ModelState:
       params = nnx.to_pure_dict(nnx.state(model))
       return params, self.tx.init(params)
     return jax.jit(init_fn, out_shardings=(self.param_shardings, self.opt_shardings))()
+
+
+def _state_sharding(leaf, sharding, param):
+  """The sharding of an optimizer-state leaf that belongs to `param`: the parameter's
+  own when the shapes agree (Adam's moments, Adagrad's sums); for Adafactor's factored
+  second moments (the parameter with one axis averaged out) the parameter's sharding
+  of the axes kept; replicated for anything else (Adafactor's 1-element stand-ins)."""
+  if leaf.shape == param.shape:
+    return sharding
+  spec = tuple(sharding.spec) + (None,) * (len(param.shape) - len(sharding.spec))
+  kept = {spec[:i] + spec[i + 1:] for i in range(len(param.shape))
+          if param.shape[:i] + param.shape[i + 1:] == leaf.shape}
+  # Two equal dims (a square kernel) leave the axis ambiguous: then replicate the small row.
+  return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(
+      *(kept.pop() if len(kept) == 1 else ())))

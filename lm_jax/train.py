@@ -25,26 +25,63 @@ from lm_jax.errors import UserError
 # ---------------------------------------------------------------------------
 
 def learning_rate_schedule(train_cfg, total_steps):
-  """Linear warm-up to the peak, then linear decay to 0 at `total_steps`."""
-  warmup = train_cfg.warmup_steps
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, train_cfg.learning_rate, max(warmup, 1)),
-       optax.linear_schedule(train_cfg.learning_rate, 0.0, max(total_steps - warmup, 1))],
-      [warmup])
+  """Linear warm-up to the peak, then (train.schedule) linear decay to 0 at
+  `total_steps`, or the peak held constant."""
+  warmup, peak = train_cfg.warmup_steps, train_cfg.learning_rate
+  after = (optax.constant_schedule(peak) if train_cfg.schedule == "constant" else
+           optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1)))
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, max(warmup, 1)), after], [warmup])
 
 
 def _decays(path, _):
-  """BERT's rule: no weight decay on biases and LayerNorm parameters."""
-  return path[-1].key not in ("bias", "scale")
+  """BERT's rule: no weight decay on biases and LayerNorm parameters (ELMo's
+  softmax bias is bilm-tf's `b`)."""
+  return path[-1].key not in ("bias", "scale", "b")
+
+
+def _decay_mask(params):
+  return jax.tree_util.tree_map_with_path(_decays, params)
 
 
 def make_optimizer(train_cfg, total_steps):
-  return optax.chain(
-      optax.clip_by_global_norm(train_cfg.max_grad_norm),
-      optax.adamw(learning_rate_schedule(train_cfg, total_steps), b1=train_cfg.adam_b1,
-                  b2=train_cfg.adam_b2, eps=train_cfg.adam_eps,
-                  weight_decay=train_cfg.weight_decay,
-                  mask=lambda p: jax.tree_util.tree_map_with_path(_decays, p)))
+  """Global-norm clipping (train.max_grad_norm), then train.optimizer.
+
+  train.weight_decay is decoupled for every optimizer: each step takes lr * wd * p
+  off a decayed parameter p (inside the trust ratio for LAMB, as in its paper), and
+  _decays exempts biases and norms.
+  """
+  lr = learning_rate_schedule(train_cfg, total_steps)
+  wd, setting = train_cfg.weight_decay, lambda key: config_lib.optimizer_setting(train_cfg, key)
+  name = train_cfg.optimizer
+  if name == "adamw":
+    opt = optax.adamw(lr, b1=train_cfg.adam_b1, b2=train_cfg.adam_b2, eps=train_cfg.adam_eps,
+                      weight_decay=wd, mask=_decay_mask)
+  elif name == "lamb":
+    # optax.lamb would apply the trust ratio to biases and norms too; ALBERT's
+    # lamb_optimizer.py and NVIDIA's FusedLAMB exempt them, as from weight decay.
+    opt = optax.chain(
+        optax.scale_by_adam(b1=train_cfg.adam_b1, b2=train_cfg.adam_b2, eps=train_cfg.adam_eps),
+        optax.add_decayed_weights(wd, _decay_mask),
+        optax.masked(optax.scale_by_trust_ratio(), _decay_mask),
+        optax.scale_by_learning_rate(lr))
+  elif name == "adafactor":
+    # optax adds weight_decay_rate * p after the learning rate; scaling the rate
+    # by the schedule makes it the same decoupled decay as AdamW's.
+    opt = optax.adafactor(
+        lr, decay_rate=setting("adafactor_decay_rate"),
+        clipping_threshold=setting("adafactor_clipping_threshold"),
+        min_dim_size_to_factor=setting("adafactor_min_dim_size_to_factor"),
+        momentum=setting("adafactor_momentum"),
+        weight_decay_rate=lambda count: wd * lr(count), weight_decay_mask=_decay_mask)
+  elif name == "adagrad":
+    opt = optax.chain(  # optax.adagrad, with the decoupled decay before the learning rate
+        optax.scale_by_rss(initial_accumulator_value=setting("adagrad_initial_accumulator_value"),
+                           eps=setting("adagrad_eps")),
+        optax.add_decayed_weights(wd, _decay_mask),
+        optax.scale_by_learning_rate(lr))
+  else:  # config.validate refuses it first; this is for callers that skip validation
+    raise UserError(f"train.optimizer={name!r} is not one of {config_lib.OPTIMIZERS}.")
+  return optax.chain(optax.clip_by_global_norm(train_cfg.max_grad_norm), opt)
 
 
 # ---------------------------------------------------------------------------
