@@ -29,12 +29,23 @@ def read_config(workdir):
   return ml_collections.ConfigDict(_read_json(path))
 
 
+# Train keys that shape the optimizer state a checkpoint holds (a resume must keep them).
+OPTIMIZER_STATE_KEYS = ("optimizer", "adafactor_momentum", "adafactor_min_dim_size_to_factor")
+
+
 def check_workdir(config, workdir):
   """Refuses a workdir that holds another model, or checkpoints without the
   tokenizer they were trained with. Writes nothing."""
   path = paths.join(workdir, "config.json")
   if paths.exists(path):
-    old = _read_json(path).get("model", {})
+    recorded = _read_json(path)
+    old = recorded.get("model", {})
+    if has_checkpoints(workdir):  # the optimizer state's structure is in the checkpoints
+      for key in OPTIMIZER_STATE_KEYS:
+        was, now = recorded.get("train", {}).get(key), config.train.get(key)
+        if key in recorded.get("train", {}) and was != now:
+          raise UserError(f"{workdir}'s checkpoints hold the optimizer state of train.{key}="
+                          f"{was!r}, not {now!r}; resume with {was!r}, or start a new --workdir.")
     runtime = families.family(config.model).runtime_keys
     new = {k: v for k, v in config.model.to_dict().items() if k not in runtime}
     diff = sorted((k for k in set(old) | set(new) if k not in runtime and old.get(k) != new.get(k)),

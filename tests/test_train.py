@@ -248,3 +248,11 @@ def test_truncated_config_json_is_one_sentence(trained, tmp_path):
     f.write(text[:len(text) // 2])
   with pytest.raises(UserError, match="config.json is not valid JSON"):
     lm_jax.load(workdir)
+
+
+def test_resuming_with_another_optimizer_is_refused(trained, tokenizer_dir):
+  """The checkpoints hold AdamW's state: another optimizer cannot restore it."""
+  with pytest.raises(UserError, match=r"hold the optimizer state of train.optimizer='adamw', not "
+                                      r"'adagrad'"):
+    train.run(tiny_config(tokenizer_dir, **{"train.steps": 80, "train.optimizer": "adagrad"}),
+              trained)
