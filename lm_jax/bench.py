@@ -3,6 +3,7 @@ r"""Speed and memory of the real train step, side by side with the PyTorch peer.
   python -m lm_jax.bench --config=configs/bert_base.py [--steps=20] [--peer]
   python -m lm_jax.bench --config=configs/elmo.py:tiny --peer
   python -m lm_jax.bench --config=configs/bert_base.py:tiny --mode=pipeline
+  python -m lm_jax.bench --config=configs/bert_base.py:tiny --mode=inference --peer
 
 Every family works (BERT, RoBERTa, ALBERT, ELECTRA, GPT-2, ELMo): its record
 (lm_jax/families/) gives a synthetic batch of the config's shapes and the
@@ -20,6 +21,11 @@ steps (after the timed ones) to DIR, for TensorBoard or Perfetto.
 
 `--mode=pipeline` measures the input pipeline on the config's real data
 (tokenisation, packing, masking, Grain threads): can it feed the step?
+
+`--mode=inference` measures what `lm_jax.load` returns: texts/s of
+hidden_states and embed on --texts sentences, and (GPT-2) new tokens/s of
+generate; `--peer` runs transformers' AutoModel / generate on the same
+weights and texts (lm_jax/bench_inference.py says exactly what each side does).
 
 MFU = tokens/s x FLOPs per token / peak FLOP/s. The FLOPs per token are the
 family's flops_per_token, one function of the config that the peer calls too,
@@ -44,14 +50,14 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, config as config_lib, families, parallel, state, train
+from lm_jax import bench_inference, cli, config as config_lib, families, parallel, state, train
 from lm_jax import workdir as workdir_lib
 from lm_jax.data import prepare as prepare_lib, prepared
 from lm_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "step", ["step", "pipeline"],  # the keys of MODES
+_MODE = flags.DEFINE_enum("mode", "step", ["step", "pipeline", "inference"],  # the keys of MODES
                           "What to measure.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (or batches, in pipeline mode).")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation, caches).")
@@ -61,6 +67,9 @@ _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak dense FLOP/s of one device,
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trace of "
                                    "--profile_steps steps (after the timed ones) here.")
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 3, "Steps traced with --profile_dir.")
+_TEXTS = flags.DEFINE_integer("texts", 2000, "Sentences encoded per call (inference mode).")
+_INFERENCE_BATCH = flags.DEFINE_integer("inference_batch_size", 32,
+                                        "Texts per batch on both sides (inference mode).")
 
 # Dense bf16 peak per device (TFLOP/s), by jax device_kind.
 PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0, "NVIDIA A100-SXM4-80GB": 312.0,
@@ -195,7 +204,12 @@ def pipeline_mode(config):
             threads=config.data.worker_threads))
 
 
-MODES = {"step": step_mode, "pipeline": pipeline_mode}
+def inference_mode(config):
+  bench_inference.inference_mode(config, _PEER.value, num_texts=_TEXTS.value,
+                                 batch_size=_INFERENCE_BATCH.value, emit=emit)
+
+
+MODES = {"step": step_mode, "pipeline": pipeline_mode, "inference": inference_mode}
 
 
 def main(argv):

@@ -2,8 +2,9 @@ r"""Check a new install on a new system: every family trains, resumes and export
 
   python -m lm_jax.validate [--families=bert,gpt2,elmo] [--workdir=DIR] [--json=PATH] [--steps=16]
 
-For each family it trains the tiny variant (configs/<file>.py:tiny, made
-smaller still) on all local devices (mesh data=-1) and checks three things:
+For each family it trains the tiny variant (configs/<file>.py:tiny as the
+install ships it, made smaller still) on all local devices (mesh data=-1)
+and checks three things:
 
   loss     the mean loss of the last 3 logged steps is below that of the first 3;
   resume   a run stopped at steps/2 and run again to `steps` in the same workdir
@@ -41,7 +42,6 @@ from lm_jax.inference import elmo as elmo_inference
 from lm_jax.errors import UserError
 from lm_jax.interop import elmo_hdf5
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCES = ["Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years.",
              "She was the youngest of the two daughters."]
 TOLERANCE = 1e-4
@@ -58,8 +58,11 @@ def family_config(family, steps, schedule, tokenizer=""):
   """configs/<file>.py:tiny made smaller, for `steps` of a `schedule`-step run on all
   local devices."""
   record = families.FAMILIES[family]
-  spec = importlib.util.spec_from_file_location(
-      record.config_file, os.path.join(REPO, "configs", record.config_file + ".py"))
+  path = cli.shipped_config(record.config_file + ".py")
+  if path is None:
+    raise UserError(f"lm_jax's {record.config_file}.py config is missing from this install "
+                    f"(looked in {', '.join(cli.CONFIG_DIRS)}); reinstall lm_jax.")
+  spec = importlib.util.spec_from_file_location(record.config_file, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("tiny")

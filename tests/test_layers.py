@@ -21,7 +21,8 @@ LAYERS = {
     "lm_jax.init_from": 6,
     "lm_jax.train": 7, "lm_jax.seeds": 7, "lm_jax.inference": 7,
     "lm_jax.main": 8, "lm_jax.export": 8, "lm_jax.generate": 8, "lm_jax.validate": 8,
-    "lm_jax.bench": 8, "lm_jax.bench_peer": 8, "lm_jax.prepare": 8, "lm_jax": 8,
+    "lm_jax.bench": 8, "lm_jax.bench_peer": 8, "lm_jax.bench_inference": 8, "lm_jax.prepare": 8,
+    "lm_jax": 8,
 }
 # Siblings of one layer that must stay apart: (importer prefix, imported prefix).
 APART = [("lm_jax.train", "lm_jax.inference"), ("lm_jax.inference", "lm_jax.train"),

@@ -188,8 +188,8 @@ def test_load_gives_logits_hidden_states_and_fill_mask(trained):
   alone = model.mlm_logits(texts[1:])
   n = int(mask[1].sum())
   np.testing.assert_allclose(alone[0, :n], logits[1, :n], atol=1e-4)
-  (top,) = model.fill_mask(texts[1], top_k=3)
-  assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+  top = model.fill_mask(texts[1], top_k=3)  # one mask: its candidates, as transformers' pipeline
+  assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"]
   older = lm_jax.load(trained, step=30)
   assert older.step == 30 and not np.allclose(older.mlm_logits(texts), logits)
   with pytest.raises(UserError, match="no checkpoint at step 7"):

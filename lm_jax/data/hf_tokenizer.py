@@ -1,17 +1,29 @@
 """Tokenizers in HuggingFace's file formats, and the writer of those files.
 
 `HFTokenizer` reads a directory holding `tokenizer.json` (any `tokenizers`
-model) or only a WordPiece `vocab.txt` (bert-base-uncased style) and offers
-the interface of data/tokenizer.Tokenizer, so a run can continue
-pre-training an HF checkpoint with its own vocabulary.
+model), a byte-level BPE `vocab.json` + `merges.txt` (GPT-2, RoBERTa) or
+only a WordPiece `vocab.txt` (bert-base-uncased style) and offers the
+interface of data/tokenizer.Tokenizer, so a run can continue pre-training
+an HF checkpoint with its own vocabulary.
 
-`save` writes what `AutoTokenizer.from_pretrained` needs. A sentencepiece
-tokenizer is rebuilt as a `tokenizers` Unigram model that encodes every text
-to the same ids: the proto's pieces and scores, its precompiled
-normalisation map, and sentencepiece's whitespace rules.
+The special tokens are the directory's own. A role it does not name is
+played as in GPT-2 and RoBERTa: [CLS] by the bos token, [SEP] by the eos
+token (GPT-2's <|endoftext|> is bos, eos and unk at once: the document
+separator). Without a pad token, padding takes the [SEP] id: padding is
+always masked (attention masks, segment ids), so no token is ever added
+to the vocabulary for it. A role the files lack altogether is an error
+only where it is needed (a mask token: masked-LM training, fill_mask).
+
+`save` writes what `AutoTokenizer.from_pretrained` needs: an HF
+tokenizer's own files, as they are (the same ids, the same special
+tokens); lm_jax's sentencepiece tokenizer rebuilt as a `tokenizers` Unigram
+model that encodes every text to the same ids (the proto's pieces and
+scores, its precompiled normalisation map, sentencepiece's whitespace
+rules).
 """
 import json
 import os
+import shutil
 
 import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
@@ -21,19 +33,33 @@ from lm_jax.errors import UserError
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
+BPE_VOCAB_FILE, BPE_MERGES_FILE = "vocab.json", "merges.txt"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
-FILES = (TOKENIZER_FILE, VOCAB_FILE, CONFIG_FILE, SPECIAL_TOKENS_FILE)
+FILES = (TOKENIZER_FILE, VOCAB_FILE, BPE_VOCAB_FILE, BPE_MERGES_FILE, CONFIG_FILE,
+         SPECIAL_TOKENS_FILE)
 
-# The roles the training code needs, under HF's names, with BERT's tokens as
-# the default for directories that do not name them.
-ROLES = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-             mask_token="[MASK]")
+# The roles the training and inference code use, under HF's names; a role a
+# directory does not name is the token in FALLBACK's role, else BERT's token
+# when the vocabulary has it (a bare vocab.txt names nothing).
+ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")
+FALLBACK = dict(cls_token="bos_token", sep_token="eos_token")
+BERT_TOKENS = dict(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                   mask_token="[MASK]")
+# What needs a role, for the sentence of a tokenizer without it.
+_NEEDED_BY = dict(unk_token="words it cannot split", cls_token="the start of an encoder's input",
+                  sep_token="the end of a text and between documents",
+                  mask_token="masked-LM training and fill_mask")
 BYTE_LEVEL_WORD_START = "\u0120"  # "Ġ": GPT-2 / RoBERTa's byte-level space
 
 
+def _exists(path, name):
+  return os.path.exists(os.path.join(path, name))
+
+
 def has_files(path):
-  return any(os.path.exists(os.path.join(path, f)) for f in (TOKENIZER_FILE, VOCAB_FILE))
+  return (any(_exists(path, f) for f in (TOKENIZER_FILE, VOCAB_FILE))
+          or all(_exists(path, f) for f in (BPE_VOCAB_FILE, BPE_MERGES_FILE)))
 
 
 # The files may come from a downloaded checkpoint: each one lm_jax cannot
@@ -89,14 +115,27 @@ def _size(backend):
   return max(backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
 
+def _settings(path):
+  """tokenizer_config.json and special_tokens_map.json, the latter winning."""
+  return {**_read_json(os.path.join(path, CONFIG_FILE)),
+          **_read_json(os.path.join(path, SPECIAL_TOKENS_FILE))}
+
+
+def _named(settings, path):
+  """{role: token} of the special tokens the settings name (null = not named)."""
+  return {role: _token_content(value, path) for role, value in settings.items()
+          if role.endswith("_token") and value is not None}
+
+
 def _backend(path):
-  """(the `tokenizers` tokenizer of `path`, {role: special token})."""
-  settings = {**_read_json(os.path.join(path, CONFIG_FILE)),
-              **_read_json(os.path.join(path, SPECIAL_TOKENS_FILE))}
-  tokens = {role: _token_content(settings.get(role) or default, path)
-            for role, default in ROLES.items()}
-  if os.path.exists(os.path.join(path, TOKENIZER_FILE)):
-    return _read_tokenizer_json(os.path.join(path, TOKENIZER_FILE)), tokens
+  """(the `tokenizers` tokenizer of `path`, {role: token its settings name})."""
+  settings = _settings(path)
+  named = _named(settings, path)
+  if _exists(path, TOKENIZER_FILE):
+    return _read_tokenizer_json(os.path.join(path, TOKENIZER_FILE)), named
+  if _exists(path, BPE_VOCAB_FILE) and _exists(path, BPE_MERGES_FILE):
+    return _byte_level_bpe(path, settings, named), named
+  tokens = {role: named.get(role, BERT_TOKENS[role]) for role in ROLES}
   return _wordpiece(os.path.join(path, VOCAB_FILE), tokens,
                     settings.get("do_lower_case", True) is not False), tokens
 
@@ -107,24 +146,51 @@ def vocab_size(path):
 
 
 class HFTokenizer:
-  """A `tokenizers` tokenizer behind the data/tokenizer.Tokenizer interface."""
+  """A `tokenizers` tokenizer behind the data/tokenizer.Tokenizer interface.
+
+  `cls_id`, `sep_id`, `unk_id` and `mask_id` raise a UserError when the
+  tokenizer has no such token; `has(role)` asks first (role: "mask_token").
+  """
 
   def __init__(self, path):
     if not has_files(path):
-      raise UserError(f"No {TOKENIZER_FILE} or {VOCAB_FILE} in {path}; give a directory "
-                      "holding a HuggingFace tokenizer.")
+      raise UserError(f"No {TOKENIZER_FILE}, {BPE_VOCAB_FILE} + {BPE_MERGES_FILE} or "
+                      f"{VOCAB_FILE} in {path}; give a directory holding a HuggingFace tokenizer.")
     self.path = path
-    self.backend, tokens = _backend(path)
-    ids = {role: self.backend.token_to_id(token) for role, token in tokens.items()}
-    absent = [tokens[role] for role, i in ids.items() if i is None]
-    if absent:
-      raise UserError(f"The tokenizer in {path} has no {absent[0]} token, which BERT-style "
-                      f"pre-training needs; name it in {SPECIAL_TOKENS_FILE}.")
-    self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-        ids[r] for r in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"))
+    self.backend, named = _backend(path)
+    self._ids, self._lacking = {}, {}
+    for role in ROLES:
+      token = named.get(role) or named.get(FALLBACK.get(role)) or BERT_TOKENS[role]
+      i = self.backend.token_to_id(token)
+      if i is not None:
+        self._ids[role] = i
+      elif role in named or FALLBACK.get(role) in named:
+        self._lacking[role] = token  # named, but not in the vocabulary
+    # Padding is masked wherever it is used, so without a pad token any id will do.
+    self.pad_id = self._ids.get("pad_token", self._ids.get("sep_token", 0))
     added = self.backend.get_added_tokens_decoder()
-    self.special_ids = frozenset(ids.values()) | {i for i, t in added.items() if t.special}
+    self.special_ids = frozenset(self._ids.values()) | {i for i, t in added.items() if t.special}
     self._size = _size(self.backend)
+
+  def has(self, role):
+    return role in self._ids
+
+  def _role(self, role):
+    if role in self._ids:
+      return self._ids[role]
+    name = role.replace("_token", "")
+    if role in self._lacking:
+      raise UserError(f"The tokenizer in {self.path} names {self._lacking[role]!r} as its {name} "
+                      "token, but its vocabulary has no such token; fix its "
+                      f"{CONFIG_FILE}.")
+    raise UserError(f"The tokenizer in {self.path} has no {name} token, which "
+                    f"{_NEEDED_BY[role]} need; use a tokenizer with one, or name it as "
+                    f"{role} in its {CONFIG_FILE}.")
+
+  unk_id = property(lambda self: self._role("unk_token"))
+  cls_id = property(lambda self: self._role("cls_token"))
+  sep_id = property(lambda self: self._role("sep_token"))
+  mask_id = property(lambda self: self._role("mask_token"))
 
   @property
   def vocab_size(self):
@@ -154,7 +220,8 @@ class HFTokenizer:
       starts = [not p.startswith(prefix) for p in pieces]
     elif isinstance(pre, pre_tokenizers.Metaspace):
       starts = [p.startswith(pre.replacement) for p in pieces]
-    elif isinstance(pre, pre_tokenizers.ByteLevel):
+    elif isinstance(pre, pre_tokenizers.ByteLevel) or isinstance(self.backend.decoder,
+                                                                 decoders.ByteLevel):
       starts = [p.startswith(BYTE_LEVEL_WORD_START) for p in pieces]
     else:
       starts = [True] * len(pieces)
@@ -164,8 +231,7 @@ class HFTokenizer:
 
   def files(self):
     """{file name: path} of the files that make up this tokenizer."""
-    return {name: os.path.join(self.path, name) for name in FILES
-            if os.path.exists(os.path.join(self.path, name))}
+    return {name: os.path.join(self.path, name) for name in FILES if _exists(self.path, name)}
 
 
 def _bert_template(cls, sep):
@@ -187,6 +253,31 @@ def _wordpiece(vocab_path, tokens, lowercase):
   tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tokens.values()])
   tok.post_processor = _bert_template(  # special tokens vocab.txt lacks were added after it
       *((tokens[r], tok.token_to_id(tokens[r])) for r in ("cls_token", "sep_token")))
+  return tok
+
+
+def _byte_level_bpe(path, settings, named):
+  """GPT-2's / RoBERTa's tokenizer from vocab.json + merges.txt (no tokenizer.json).
+
+  The special tokens the settings name become added tokens with the ids
+  vocab.json gives them; one it lacks is not added (see HFTokenizer).
+  RoBERTa's mask token takes the space before it, as transformers'.
+  """
+  try:
+    bpe = models.BPE.from_file(os.path.join(path, BPE_VOCAB_FILE),
+                               os.path.join(path, BPE_MERGES_FILE))
+  except Exception as e:  # pylint: disable=broad-except (tokenizers raises plain Exceptions)
+    raise UserError(f"{path}'s {BPE_VOCAB_FILE} and {BPE_MERGES_FILE} are not a BPE vocabulary "
+                    f"the tokenizers library reads ({_first_line(e)}); get them again from "
+                    "their source.") from None
+  tok = Tokenizer(bpe)
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(
+      add_prefix_space=settings.get("add_prefix_space") is True)
+  tok.decoder = decoders.ByteLevel()
+  vocab = tok.get_vocab()
+  tok.add_special_tokens([AddedToken(t, special=True, normalized=False,
+                                     lstrip=role == "mask_token")
+                          for role, t in sorted(named.items()) if t in vocab])
   return tok
 
 
@@ -221,13 +312,26 @@ def from_sentencepiece(sp_tokenizer):
 
 
 def save(tokenizer, out_dir, model_max_length):
-  """Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json.
+  """Writes the tokenizer files `AutoTokenizer.from_pretrained(out_dir)` reads.
 
-  `tokenizer` is either backend (data/tokenizer.Tokenizer or HFTokenizer).
+  An HFTokenizer's own files are copied as they are; a bare vocab.txt gets
+  its tokenizer.json and settings too. lm_jax's sentencepiece tokenizer
+  (data/tokenizer.Tokenizer) is written as tokenizer.json,
+  tokenizer_config.json and special_tokens_map.json.
   """
-  backend = tokenizer.backend if isinstance(tokenizer, HFTokenizer) else from_sentencepiece(tokenizer)
   os.makedirs(out_dir, exist_ok=True)
-  backend.save(os.path.join(out_dir, TOKENIZER_FILE))
+  if isinstance(tokenizer, HFTokenizer):
+    files = tokenizer.files()
+    for name, path in files.items():
+      shutil.copyfile(path, os.path.join(out_dir, name))
+    if TOKENIZER_FILE not in files and BPE_VOCAB_FILE not in files:  # WordPiece from vocab.txt
+      tokenizer.backend.save(os.path.join(out_dir, TOKENIZER_FILE))
+    if CONFIG_FILE in files or SPECIAL_TOKENS_FILE in files:
+      return
+    backend = tokenizer.backend
+  else:
+    backend = from_sentencepiece(tokenizer)
+    backend.save(os.path.join(out_dir, TOKENIZER_FILE))
   added = backend.get_added_tokens_decoder()
   role_ids = dict(pad_token=tokenizer.pad_id, unk_token=tokenizer.unk_id, cls_token=tokenizer.cls_id,
                   sep_token=tokenizer.sep_id, mask_token=tokenizer.mask_id)

@@ -83,11 +83,13 @@ def exists(path):
 
 def load(path):
   """The tokenizer at `path`: a sentencepiece model (spm.model, or the file
-  itself), else HF files (tokenizer.json or a WordPiece vocab.txt)."""
+  itself), else HF files (tokenizer.json, a byte-level BPE vocab.json +
+  merges.txt, or a WordPiece vocab.txt)."""
   if os.path.isdir(path) and not os.path.exists(os.path.join(path, MODEL_FILE)):
     if hf_tokenizer.has_files(path):
       return hf_tokenizer.HFTokenizer(path)
-    raise UserError(f"No tokenizer in {path} ({MODEL_FILE}, {hf_tokenizer.TOKENIZER_FILE} or "
+    raise UserError(f"No tokenizer in {path} ({MODEL_FILE}, {hf_tokenizer.TOKENIZER_FILE}, "
+                    f"{hf_tokenizer.BPE_VOCAB_FILE} + {hf_tokenizer.BPE_MERGES_FILE} or "
                     f"{hf_tokenizer.VOCAB_FILE}); point data.tokenizer at one or leave it empty "
                     "to train one.")
   return Tokenizer(path)

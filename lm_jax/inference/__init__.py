@@ -8,7 +8,13 @@ depends on the family record's `inference` kind:
     classifier  classifier.Classifier  fine-tuned runs and HF classifiers
     causal_lm   causal.CausalLM      GPT-2: logits and generation
     elmo        elmo.Elmo            ELMo: contextual word vectors
+
+All of them take a text, a list of texts or of token-id lists, and batch any
+number of inputs into a few compiled shapes (batching.py). `fresh` builds
+one with initialised weights (benchmarks, tests).
 """
+from flax import nnx
+
 from lm_jax import config as config_lib, families, interop, state, workdir as workdir_lib
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.inference import causal, classifier, elmo, encoder
@@ -42,3 +48,12 @@ def load_hf(path):
   # The abstract template: every weight comes from the checkpoint, none is initialised.
   params = interop.load_params(path, config.model, ms.abstract_params)
   return inference_class(config.model)(config, ms, params, tok)
+
+
+def fresh(config, tokenizer, seed=0):
+  """The inference object of `config`'s model with freshly initialised weights
+  (benchmarks and tests: the speed and the shapes of a model, without training)."""
+  model = families.build_model(config.model, rngs=nnx.Rngs(params=seed))
+  mesh, rule_table = workdir_lib.single_device_mesh(config)
+  return inference_class(config.model)(config, state.ModelState(config, mesh, rule_table),
+                                       nnx.to_pure_dict(nnx.state(model)), tokenizer)

@@ -5,9 +5,12 @@ no tensor is transposed. The LM head is tied to `transformer.wte`, so
 `save_pretrained` writes no `lm_head.weight`, and neither do we.
 
 The tokenizer's [SEP] is GPT-2's <|endoftext|>: it ends every document and
-begins the next (data/causal.py), so it is exported as both bos and eos,
-and the exported tokenizer puts it before each text, as lm_jax does when it
-scores or continues a prompt.
+begins the next (data/causal.py), so it is exported as both bos and eos.
+An lm_jax (sentencepiece) tokenizer is exported to put it before each text,
+as lm_jax does when it scores or continues a prompt; an HF tokenizer (a
+run continued from GPT-2 itself) is written back as it came, the same ids
+and special tokens. A pad that is the separator (GPT-2 has no pad token)
+is not written as config.json's pad_token_id.
 """
 import json
 import os
@@ -92,14 +95,17 @@ def hf_config(model_cfg, tokenizer, dtype):
   model = {k: model_cfg[k] for k in ARCHITECTURE_KEYS + SHARED_KEYS}
   if model["n_inner"] == -1:
     model["n_inner"] = None
+  pad = {} if tokenizer.pad_id == tokenizer.sep_id else dict(pad_token_id=tokenizer.pad_id)
   return dict(architectures=[ARCHITECTURE], model_type=MODEL_TYPE, dtype=dtype, **model, **_FIXED,
-              bos_token_id=tokenizer.sep_id, eos_token_id=tokenizer.sep_id,
-              pad_token_id=tokenizer.pad_id)
+              bos_token_id=tokenizer.sep_id, eos_token_id=tokenizer.sep_id, **pad)
 
 
 def save_tokenizer(tokenizer, out_dir, model_cfg):
-  """The tokenizer files, with [SEP] before each text and named bos/eos."""
+  """The tokenizer files: an HF tokenizer's as they are; lm_jax's with [SEP]
+  before each text and named bos/eos."""
   hf_tokenizer.save(tokenizer, out_dir, model_cfg.n_positions)
+  if isinstance(tokenizer, hf_tokenizer.HFTokenizer):
+    return
   path = os.path.join(out_dir, hf_tokenizer.TOKENIZER_FILE)
   backend = Tokenizer.from_file(path)
   sep = (tokenizer.id_to_token(tokenizer.sep_id), tokenizer.sep_id)
