@@ -176,8 +176,9 @@ class LabelledExamples(pipeline.Examples):
                           attention_mask=attention_mask, labels=labels, weights=weights))
     self.row_document.append(document)
 
-  def example(self, i):
-    return self.rows[self.order[i]]
+  def examples(self, indices):
+    """The rows of examples `indices` (in memory: fine-tuning sets are small)."""
+    return [self.rows[self.order[i]] for i in indices]
 
   def eval_batches(self, batch_size):
     """Every row once, in batches of `batch_size` (the last one padded with
