@@ -158,19 +158,15 @@ def _plan_and_tokenizer(out, record, config, words, tokenizer, task, log):
     return dict(existing, tokenizer_sha=sha)
   tok_out = out / prepared.TOKENIZER
   with tempfile.TemporaryDirectory(prefix="lm_jax_tokenizer_") as tmp:
-    if words:
-      if tokenizer:
-        files = elmo_vocab.read(tokenizer, config.model.max_characters_per_token).files()
-      else:
-        log(f"prepare: building a {config.model.vocab_size}-word ELMo vocabulary from a sample ...")
-        sample = _sample(record["slices"]["train"], config.data.tokenizer_sample_mb)
-        sentences = elmo_vocab.tokenized_sentences(sample, record["pretokenized"])
-        vocab = elmo_vocab.build(sentences, config.model.vocab_size,
-                                 config.model.max_characters_per_token)
-        vocab.save(tmp)
-        files = vocab.files()
-    elif tokenizer:
-      files = tokenizer_lib.load(tokenizer).files()
+    if tokenizer:
+      files = tokenizer_files(tokenizer, words, config)
+    elif words:
+      log(f"prepare: building a {config.model.vocab_size}-word ELMo vocabulary from a sample ...")
+      sample = _sample(record["slices"]["train"], config.data.tokenizer_sample_mb)
+      vocab = elmo_vocab.build(elmo_vocab.tokenized_sentences(sample, record["pretokenized"]),
+                               config.model.vocab_size, config.model.max_characters_per_token)
+      vocab.save(tmp)
+      files = vocab.files()
     else:
       log(f"prepare: training a {config.model.vocab_size}-piece sentencepiece tokenizer on a "
           "sample ...")
