@@ -51,11 +51,16 @@ setup(
         "h5py>=3.10",         # ELMo export (bilm-tf weights.hdf5)
         "protobuf>=4.25",     # reading the sentencepiece model proto (tokenizer.json export)
         "tqdm>=4.60",         # inference's progress bar on long lists
+        "array_record>=0.5",  # the prepared corpus's shards (Grain reads them)
+        "etils[epath]>=1.7",  # lm_jax/paths.py: local and gs:// paths
+        "gcsfs>=2024.2",      # gs:// under etils.epath (EPATH_USE_TF=false)
+        "google-cloud-storage>=2.14",  # gs:// TensorBoard events and the workdir lock
     ],
     extras_require={
         # torch is a test-only dependency: install torch==2.13.0 (CPU) next to
         # this extra, as the README's test command does; never needed to train.
         "test": ["pytest>=8.0", "pytest-xdist>=3.5", "transformers>=4.50", "nbclient>=0.10",
+                 "gcp-storage-emulator>=2024.8",  # tests/test_gcs.py: gs:// offline on 127.0.0.1
                  "nbformat>=5.10", "ipykernel>=6.29",
                  "matplotlib>=3.8"],  # matplotlib: colabs/ (Colab has it)
     },

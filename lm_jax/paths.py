@@ -58,11 +58,14 @@ def makedirs(path):
 
 
 def read_text(path):
-  return epath.Path(path).read_text() if is_remote(path) else open(path, encoding="utf-8").read()
+  return read_bytes(path).decode("utf-8")
 
 
 def read_bytes(path):
-  return epath.Path(path).read_bytes() if is_remote(path) else open(path, "rb").read()
+  if is_remote(path):
+    return epath.Path(path).read_bytes()
+  with open(path, "rb") as f:
+    return f.read()
 
 
 def write_text(path, text):

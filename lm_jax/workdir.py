@@ -9,11 +9,9 @@
   checkpoints onto a mesh (export, inference, fine-tuning's encoder).
 """
 import json
-import os
 
 import jax
 import ml_collections
-from etils import epath
 from jax.experimental import multihost_utils
 
 from lm_jax import checkpoint, config as config_lib, families, parallel, paths, state
@@ -75,7 +73,6 @@ def has_checkpoints(workdir):
 
 def _tokenizer_exists(config, directory):
   vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
-  directory = paths.local_copy(directory)  # gs://: a few small files, read locally
   return vocab.exists(directory) if vocab else tokenizer_lib.exists(directory)
 
 
@@ -93,12 +90,12 @@ def load_or_train_tokenizer(config, workdir, corpus=None):
   when the corpus is prepared), or from data.tokenizer, init.from_hf or
   init.from_workdir's (fine-tuning). A corpus tokenized with another tokenizer
   than the run's is refused."""
-  own = os.path.join(workdir, "tokenizer")
+  own = paths.join(workdir, "tokenizer")
   vocab = families.family(config.model).vocab  # the family's own, else sentencepiece
   source = prepare.tokenizer_source(config, own, vocab is not None)
   if source != own and jax.process_index() == 0:
     if corpus is not None:
-      prepared.copy_files({p.name: p for p in epath.Path(corpus.tokenizer_dir).iterdir()}, own)
+      paths.copytree(corpus.tokenizer_dir, own)
     elif source:
       tokenizer_lib.copy(source, own)
     else:
@@ -131,11 +128,12 @@ def run_data(config, workdir):
   family = families.get(config.model)
   if family.labelled:  # fine-tuning: labelled records (GLUE-, IMDB-sized) are read into memory
     tok = load_or_train_tokenizer(config, workdir)
-    train_docs = family.read(config.data, "train")
-    train_data = families.make_examples(config.model, train_docs, tok, config.data, config.seed)
-    eval_docs = family.read(config.data, "eval") if config.train.eval_every else []
-    eval_data = (families.make_examples(config.model, eval_docs, tok, config.data,
-                                        config.seed + 1) if eval_docs else None)
+    labels = config.model.labels
+    train_records = family.read(config.data, "train")
+    train_data = family.examples(train_records, tok, config.data, config.seed, labels)
+    eval_records = family.read(config.data, "eval") if config.train.eval_every else []
+    eval_data = (family.examples(eval_records, tok, config.data, config.seed + 1, labels)
+                 if eval_records else None)
   else:  # pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once
     examples, words = family.examples, family.examples.WORDS
     corpus_dir = config.data.prepared or paths.join(workdir, "data")
@@ -164,7 +162,6 @@ def run_tokenizer(config, workdir):
   if not _tokenizer_exists(config, directory):
     raise UserError(f"{workdir} has no tokenizer/ (its checkpoints' embeddings belong to it); "
                     "put the run's tokenizer/ back from a backup.")
-  directory = paths.local_copy(directory)
   vocab = families.family(config.model).vocab
   return vocab.load(config, directory) if vocab else tokenizer_lib.load(directory)
 

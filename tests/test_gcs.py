@@ -7,10 +7,12 @@ google-cloud-storage and gcsfs by STORAGE_EMULATOR_HOST, tensorstore (Orbax)
 by TENSORSTORE_GCS_HTTP_URL, ArrayRecord (google-cloud-cpp) by
 CLOUD_STORAGE_EMULATOR_ENDPOINT. Every command runs in a subprocess with a
 hard timeout, so a client that hangs fails the test instead of the suite.
+The emulator runs with two mends that make it answer as GCS does
+(tests/gcs_emulator.py).
 """
+import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,12 +35,10 @@ def _free_port():
 @pytest.fixture(scope="module")
 def gcs():
   """The environment of a running emulator holding one empty bucket."""
-  exe = shutil.which("gcp-storage-emulator") or os.path.join(os.path.dirname(sys.executable),
-                                                              "gcp-storage-emulator")
-  if not os.path.exists(exe):
-    pytest.skip("gcp-storage-emulator is not installed (pip install '.[test]')")
+  assert importlib.util.find_spec("gcp_storage_emulator"), "pip install '.[test]' installs it"
   port = _free_port()
-  server = subprocess.Popen([exe, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+  server = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "gcs_emulator.py"),
+                             "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
                              f"--default-bucket={BUCKET}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
   deadline = time.time() + 60

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from lm_jax.data import packing
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 BOS_CHAR, EOS_CHAR, BOW_CHAR, EOW_CHAR, PAD_CHAR = 256, 257, 258, 259, 260
@@ -121,7 +122,10 @@ def build(token_lists, size, max_chars):
 
 
 def read(path, max_chars):
-  """The vocabulary in `path` (a vocab.txt or a directory holding one)."""
+  """The vocabulary in `path` (a vocab.txt or a directory holding one; gs:// is read
+  from a local copy)."""
+  if paths.is_remote(path) and paths.isdir(path):
+    path = paths.local_copy(path)
   if os.path.isdir(path):
     path = os.path.join(path, VOCAB_FILE)
   if not os.path.exists(path):
@@ -139,7 +143,7 @@ def read(path, max_chars):
 # ---------------------------------------------------------------------------
 
 def exists(directory):
-  return os.path.exists(os.path.join(directory, VOCAB_FILE))
+  return paths.exists(paths.join(directory, VOCAB_FILE))
 
 
 def load(config, directory):

@@ -34,6 +34,7 @@ import time
 import numpy as np
 from etils import epath
 
+from lm_jax import paths
 from lm_jax.data import elmo_vocab, packing, prepared, slices, sources
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
@@ -83,7 +84,7 @@ def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", star
                             slices=plan, pretokenized=bool(data.files) and examples.WORDS))
     record = _plan_and_tokenizer(out, record, config, examples.WORDS, tokenizer, task, log)
   plan = record["slices"]
-  tok_dir = prepared.local_copy(out / prepared.TOKENIZER)
+  tok_dir = paths.local_copy(os.fspath(out / prepared.TOKENIZER))
 
   jobs = [dict(out=os.fspath(out), layout=prepared.material_dir(examples.LAYOUT, data.seq_len),
                split=split, k=k, n=len(plan[split]), slice=s, tokenizer=tok_dir,

@@ -32,6 +32,7 @@ import numpy as np
 from array_record.python import array_record_data_source, array_record_module
 from etils import epath
 
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 FORMAT = 1  # bump when records or manifests change meaning; older corpora are refused
@@ -77,10 +78,6 @@ def decode_ints(record):
 # Files through etils.epath (local or gs://)
 # ---------------------------------------------------------------------------
 
-def is_local(path):
-  return "://" not in os.fspath(path)
-
-
 def read_json(path):
   """The JSON object at `path`, or None when there is no file."""
   path = epath.Path(path)
@@ -112,20 +109,9 @@ def files_sha(files):
 
 def copy_files(files, out_dir):
   """Copies a {name: path} set of files into `out_dir` (either may be gs://)."""
-  out_dir = epath.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
+  paths.makedirs(out_dir)
   for name, path in files.items():
-    (out_dir / name).write_bytes(epath.Path(path).read_bytes())
-
-
-def local_copy(directory):
-  """A local directory with the files of `directory`: itself when local, else a temporary copy
-  (sentencepiece and the readers of tokenizer files want local paths)."""
-  if is_local(directory):
-    return os.fspath(directory)
-  tmp = tempfile.mkdtemp(prefix="lm_jax_tokenizer_")
-  copy_files({p.name: p for p in epath.Path(directory).iterdir() if p.is_file()}, tmp)
-  return tmp
+    paths.copy_file(os.fspath(path), paths.join(os.fspath(out_dir), name))
 
 
 # ---------------------------------------------------------------------------
@@ -143,7 +129,7 @@ def write_records(directory, name, records):
   directory = epath.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   final = directory / (name + SHARD_SUFFIX)
-  local = os.fspath(final) if is_local(final) else tempfile.mktemp(suffix=SHARD_SUFFIX)
+  local = tempfile.mktemp(suffix=SHARD_SUFFIX) if paths.is_remote(final) else os.fspath(final)
   writer = array_record_module.ArrayRecordWriter(local, WRITER_OPTIONS)
   count = 0
   try:
@@ -152,7 +138,7 @@ def write_records(directory, name, records):
       count += 1
   finally:
     writer.close()
-  if not is_local(final):  # written locally, then copied under its final name
+  if paths.is_remote(final):  # written locally, then copied under its final name
     epath.Path(local).copy(final, overwrite=True)
     os.remove(local)
   return count

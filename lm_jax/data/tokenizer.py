@@ -16,6 +16,7 @@ import numpy as np
 import sentencepiece as spm
 
 from lm_jax.data import hf_tokenizer
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -78,13 +79,15 @@ class Tokenizer:
 
 def exists(path):
   """Whether directory `path` holds a tokenizer of either backend."""
+  path = paths.local_copy(path)  # gs://: its few small files, read locally
   return os.path.exists(os.path.join(path, MODEL_FILE)) or hf_tokenizer.has_files(path)
 
 
 def load(path):
   """The tokenizer at `path`: a sentencepiece model (spm.model, or the file
   itself), else HF files (tokenizer.json, a byte-level BPE vocab.json +
-  merges.txt, or a WordPiece vocab.txt)."""
+  merges.txt, or a WordPiece vocab.txt). A gs:// directory is read from a local copy."""
+  path = paths.local_copy(path)
   if os.path.isdir(path) and not os.path.exists(os.path.join(path, MODEL_FILE)):
     if hf_tokenizer.has_files(path):
       return hf_tokenizer.HFTokenizer(path)
@@ -98,9 +101,9 @@ def load(path):
 def copy(source, out_dir):
   """Copies the tokenizer at `source` (checked by loading it) into `out_dir`."""
   files = load(source).files()
-  os.makedirs(out_dir, exist_ok=True)
+  paths.makedirs(out_dir)
   for name, path in files.items():
-    shutil.copyfile(path, os.path.join(out_dir, name))
+    paths.copy_file(path, paths.join(out_dir, name))
 
 
 def train(texts, out_dir, vocab_size, *, max_sentences=2_000_000):

@@ -39,14 +39,6 @@ def build_model(model_cfg, *, rngs):
   return get(model_cfg).model(model_cfg, rngs=rngs)
 
 
-def make_examples(model_cfg, documents, tokenizer, data_cfg, seed):
-  """Random-access training examples over `documents` (labelled records when fine-tuning)."""
-  record = get(model_cfg)
-  if record.labelled:
-    return record.examples(documents, tokenizer, data_cfg, seed, model_cfg.labels)
-  return record.examples(documents, tokenizer, data_cfg, seed)
-
-
 def validate(config):
   """Raises UserError for the first impossible value: the shared keys, a
   fine-tuning task's, then the family's own."""

@@ -4,7 +4,6 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 from lm_jax import config as config_lib, evaluation
-from lm_jax.data import sources
 
 # How a Transformer runs, not what its parameters are: these may change between
 # invocations on one workdir (dropout, compute dtype, attention kernel, remat).
@@ -17,10 +16,13 @@ class Family:
   name: str
   model: Any      # Flax NNX module class, built as model(model_cfg, rngs=...)
   loss: Any       # loss(model, batch, dropout_key or None) -> (scalar, dict of metrics)
-  examples: Any   # pipeline.Examples subclass, examples(documents, tokenizer, data_cfg, seed)
+  # pipeline.Examples subclass: examples(material, tokenizer, data_cfg, seed) over a prepared
+  # corpus; a fine-tuning task's take (records, tokenizer, data_cfg, seed, model.labels).
+  examples: Any
   config_file: str = ""  # configs/<config_file>.py, whose `tiny` variant validate trains
-  # read(data_cfg, split) -> the documents (or, fine-tuning, labelled records) of a split.
-  read: Callable = sources.documents
+  # Fine-tuning: read(data_cfg, split) -> the labelled records of a split, held in memory
+  # (pre-training reads a prepared corpus: see the examples' LAYOUT).
+  read: Optional[Callable] = None
   # evaluator(ms, config, mesh, rule_table, eval_data, loss) -> callable(params) -> {eval_*}.
   evaluator: Any = evaluation.HeldOutLoss
   inference: str = "masked_lm"  # the lm_jax.inference class `lm_jax.load` returns
@@ -40,7 +42,7 @@ class Family:
   # flops_per_token(config, params) -> model FLOPs per trained token (fwd + bwd).
   synthetic_batch: Optional[Callable] = None
   flops_per_token: Optional[Callable] = None
-  labelled: bool = False  # a fine-tuning task: examples also take model.labels
+  labelled: bool = False  # a fine-tuning task: labelled records in memory, not a prepared corpus
 
 
 def check_transformer(c):

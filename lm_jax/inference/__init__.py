@@ -15,7 +15,7 @@ one with initialised weights (benchmarks, tests).
 """
 from flax import nnx
 
-from lm_jax import config as config_lib, families, interop, state, workdir as workdir_lib
+from lm_jax import config as config_lib, families, interop, paths, state, workdir as workdir_lib
 from lm_jax.data import tokenizer as tokenizer_lib
 from lm_jax.inference import causal, classifier, elmo, encoder
 
@@ -39,7 +39,9 @@ def load(path, step=None):
 
 
 def load_hf(path):
-  """An HF model directory: weights, config.json and tokenizer files."""
+  """An HF model directory: weights, config.json and tokenizer files (gs:// is read
+  from a local copy: safetensors and HF tokenizers read local files)."""
+  path = paths.local_copy(path)
   config = config_lib.base_config()
   config.model = interop.model_config(path)
   tok = tokenizer_lib.load(path)

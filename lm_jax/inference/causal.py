@@ -24,7 +24,7 @@ import numpy as np
 
 from lm_jax import config as config_lib
 from lm_jax.errors import UserError
-from lm_jax.inference import batching
+from lm_jax.inference import base, batching
 
 
 def filter_logits(logits, top_k, top_p):
@@ -52,14 +52,11 @@ def next_tokens(logits, keys, t, temperature, top_k, top_p):
   return jax.vmap(draw)(keys, logits).astype(jnp.int32)
 
 
-class CausalLM:
+class CausalLM(base.Loaded):
   """A GPT with its tokenizer: logits and generation (see the module docstring)."""
 
   def __init__(self, config, model_state, params, tokenizer, step=None):
-    self.config = config
-    self.tokenizer = tokenizer
-    self.step = step
-    self._ms, self.params = model_state, params
+    super().__init__(config, model_state, params, tokenizer, step)
     model = model_state.model
     self._forward = jax.jit(lambda p, ids, segments: model(p)(ids, segments))
     # Only what is returned is computed: hidden states skip the vocabulary projection.

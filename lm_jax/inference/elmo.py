@@ -15,19 +15,16 @@ import numpy as np
 
 from lm_jax.data import elmo_vocab
 from lm_jax.errors import UserError
-from lm_jax.inference import batching
+from lm_jax.inference import base, batching
 from lm_jax.models import elmo
 
 
-class Elmo:
+class Elmo(base.Loaded):
   """An ELMo run: contextual word vectors from its three layers (AllenNLP's and
   simple_elmo's, computed from zero LSTM states, independent of batching)."""
 
   def __init__(self, config, model_state, params, vocab, step=None):
-    self.config = config
-    self.tokenizer = vocab
-    self.step = step
-    self._ms, self.params = model_state, params
+    super().__init__(config, model_state, params, vocab, step)
 
     def embed(p, chars, lengths, weights, gamma):
       layers = model_state.model(p).embed_layers(chars, lengths)

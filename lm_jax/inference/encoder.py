@@ -22,7 +22,7 @@ import numpy as np
 
 from lm_jax import config as config_lib
 from lm_jax.errors import UserError
-from lm_jax.inference import batching
+from lm_jax.inference import base, batching
 
 TYPED_MASK = "[MASK]"  # what a text may always write for the tokenizer's own mask token
 POOLINGS = ("mean", "cls")
@@ -52,14 +52,11 @@ def mask_token(tokenizer):
     return None
 
 
-class Encoder:
+class Encoder(base.Loaded):
   """A Transformer encoder with its tokenizer (see the module docstring)."""
 
   def __init__(self, config, model_state, params, tokenizer, step=None):
-    self.config = config
-    self.tokenizer = tokenizer
-    self.step = step
-    self._ms, self.params = model_state, params
+    super().__init__(config, model_state, params, tokenizer, step)
     model = model_state.model
     self._forward = jax.jit(lambda p, ids, types, mask: model(p)(ids, types, mask))
     # Only what is returned is computed: XLA drops the heads these do not use.

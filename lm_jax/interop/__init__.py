@@ -12,7 +12,7 @@ import ml_collections
 import ml_dtypes
 import numpy as np
 
-from lm_jax import config as config_lib
+from lm_jax import config as config_lib, paths
 from lm_jax.data import hf_tokenizer
 from lm_jax.errors import UserError
 from lm_jax.interop import bert, gpt2, hf
@@ -26,8 +26,7 @@ DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 def is_hf_dir(path):
   """Whether `path` is an HF model directory (its config.json names a model_type)."""
   try:
-    with open(os.path.join(path, "config.json")) as f:
-      return "model_type" in json.load(f)
+    return "model_type" in json.loads(paths.read_text(paths.join(path, "config.json")))
   except (OSError, ValueError):
     return False
 
