@@ -61,6 +61,7 @@ setup(
         # this extra, as the README's test command does; never needed to train.
         "test": ["pytest>=8.0", "pytest-xdist>=3.5", "transformers>=4.50", "nbclient>=0.10",
                  "gcp-storage-emulator>=2024.8",  # tests/test_gcs.py: gs:// offline on 127.0.0.1
+                 "datasets>=3.0",  # the HF peer of bench --mode=prepare (tests/test_bench.py)
                  "nbformat>=5.10", "ipykernel>=6.29",
                  "matplotlib>=3.8"],  # matplotlib: colabs/ (Colab has it)
     },

@@ -4,6 +4,7 @@ r"""Speed and memory of the real train step, side by side with the PyTorch peer.
   python -m lm_jax.bench --config=configs/elmo.py:tiny --peer
   python -m lm_jax.bench --config=configs/bert_base.py:tiny --mode=pipeline
   python -m lm_jax.bench --config=configs/bert_base.py:tiny --mode=inference --peer
+  python -m lm_jax.bench --config=configs/bert_base.py:tiny --mode=prepare --peer
 
 Every family works (BERT, RoBERTa, ALBERT, ELECTRA, GPT-2, ELMo): its record
 (lm_jax/families/) gives a synthetic batch of the config's shapes and the
@@ -26,6 +27,11 @@ steps (after the timed ones) to DIR, for TensorBoard or Perfetto.
 hidden_states and embed on --texts sentences, and (GPT-2) new tokens/s of
 generate; `--peer` runs transformers' AutoModel / generate on the same
 weights and texts (lm_jax/bench_inference.py says exactly what each side does).
+
+`--mode=prepare` measures MB/s of lm_jax.prepare on data.files or
+--corpus_mb MB of generated text, and with `--peer` HF datasets' batched
+`map` with a `tokenizers` tokenizer on the same cores, as run_mlm.py does
+(lm_jax/bench_prepare.py).
 
 MFU = tokens/s x FLOPs per token / peak FLOP/s. The FLOPs per token are the
 family's flops_per_token, one function of the config that the peer calls too,
@@ -50,14 +56,14 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import bench_inference, cli, config as config_lib, families, parallel, state, train
+from lm_jax import bench_inference, bench_prepare, cli, config as config_lib, families, parallel, state, train
 from lm_jax import workdir as workdir_lib
 from lm_jax.data import prepare as prepare_lib, prepared
 from lm_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                           lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "step", ["step", "pipeline", "inference"],  # the keys of MODES
+_MODE = flags.DEFINE_enum("mode", "step", ["step", "pipeline", "inference", "prepare"],  # the keys of MODES
                           "What to measure.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (or batches, in pipeline mode).")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation, caches).")
@@ -70,6 +76,10 @@ _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 3, "Steps traced with --p
 _TEXTS = flags.DEFINE_integer("texts", 2000, "Sentences encoded per call (inference mode).")
 _INFERENCE_BATCH = flags.DEFINE_integer("inference_batch_size", 32,
                                         "Texts per batch on both sides (inference mode).")
+_CORPUS_MB = flags.DEFINE_float("corpus_mb", 64.0, "MB of generated text to prepare when the "
+                                "config names no data.files (prepare mode).")
+_WORKERS = flags.DEFINE_integer("workers", 0, "Processes on both sides (prepare mode; 0: all "
+                                "cores).")
 
 # Dense bf16 peak per device (TFLOP/s), by jax device_kind.
 PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H200": 989.0, "NVIDIA A100-SXM4-80GB": 312.0,
@@ -209,7 +219,13 @@ def inference_mode(config):
                                  batch_size=_INFERENCE_BATCH.value, emit=emit)
 
 
-MODES = {"step": step_mode, "pipeline": pipeline_mode, "inference": inference_mode}
+def prepare_mode(config):
+  bench_prepare.prepare_mode(config, _PEER.value, corpus_mb=_CORPUS_MB.value,
+                             workers=_WORKERS.value, emit=emit)
+
+
+MODES = {"step": step_mode, "pipeline": pipeline_mode, "inference": inference_mode,
+         "prepare": prepare_mode}
 
 
 def main(argv):

@@ -120,3 +120,21 @@ def test_pipeline_benchmark(tokenizer_dir):
   (result,) = bench("--mode=pipeline", f"--config.data.tokenizer={tokenizer_dir}")
   assert result["bench"] == "lm_jax_input_pipeline" and result["tokens_per_s"] > 0
   assert result["corpus_tokens"] > 500_000
+
+
+def test_prepare_benchmark_and_its_datasets_peer(tokenizer_dir):
+  """--mode=prepare --peer on 1 MB of generated text: lm_jax.prepare and HF datasets' map
+  with a tokenizers WordPiece of the same vocabulary size, on all cores each."""
+  ours, theirs, ratio = bench("--mode=prepare", "--corpus_mb=1", "--peer",
+                              f"--config.data.tokenizer={tokenizer_dir}")
+  assert ours["bench"] == "lm_jax_prepare" and theirs["bench"] == "hf_datasets_prepare"
+  assert ours["corpus_mb"] == theirs["corpus_mb"] == 1.0
+  assert ours["workers"] == theirs["workers"] == os.cpu_count()
+  assert ours["shards"] >= 2 * ours["workers"]  # every worker had work
+  # Blocks of whole sentences, at least seq_len - 3 = 61 tokens unless a document ends.
+  assert ours["tokens"] > 150_000
+  assert ours["tokens"] / 64 / 2 < ours["examples"] <= ours["tokens"] / 61 + ours["documents"]
+  assert theirs["examples"] > 0 and theirs["vocab_size"] <= 8000
+  for side in (ours, theirs):
+    assert side["mb_per_s"] > 0 and side["cpu_s"] > 0
+  assert ratio["lm_jax_over_datasets"] == round(ours["mb_per_s"] / theirs["mb_per_s"], 2)
