@@ -64,5 +64,8 @@ setup(
                  "datasets>=3.0",  # the HF peer of bench --mode=prepare (tests/test_bench.py)
                  "nbformat>=5.10", "ipykernel>=6.29",
                  "matplotlib>=3.8"],  # matplotlib: colabs/ (Colab has it)
+        # python -m lm_jax.prepare --runner=beam (Dataflow, Flink, Spark). Beam pins
+        # protobuf<7 and pyarrow<26: install it in a venv of its own (tests/test_beam.py).
+        "beam": ["apache-beam>=2.60"],
     },
 )

@@ -2,7 +2,7 @@ r"""Prepare a corpus once, for any number of runs: flags only; the work is in da
 
   python -m lm_jax.prepare --config=configs/bert_base.py --out=DIR \
       [--config.data.files=GLOB | --config.data.tfds_name=NAME] [--config.data.tokenizer=DIR] \
-      [--workers=N] [--task=I/N]
+      [--workers=N] [--task=I/N] [--runner=beam --beam_options='--runner=DataflowRunner ...']
 
 With neither source it prepares the embedded corpus, as lm_jax.main does.
 Without data.tokenizer it trains one on a sample of the text. The output
@@ -15,8 +15,19 @@ reuses the documents and adds its examples.
 hosts splits the shards between them (task 0 writes the tokenizer first;
 the task finishing last writes the manifests). A rerun skips what is done,
 so a killed prepare resumes; the output does not depend on either flag.
+
+`--runner=beam` (pip install 'lm_jax[beam]') runs the shards as one Apache
+Beam pipeline, `--beam_options` its pipeline flags as Beam spells them
+(default: Beam's DirectRunner, on this machine), e.g. on Dataflow:
+
+  --runner=beam --out=gs://BUCKET/corpus --beam_options='--runner=DataflowRunner
+      --project=P --region=R --temp_location=gs://BUCKET/tmp --setup_file=./setup.py'
+
+This process plans, writes the tokenizer, waits for the pipeline and writes
+the manifests; the output is byte-identical to the local runner's.
 """
 import os
+import shlex
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -31,6 +42,10 @@ _OUT = flags.DEFINE_string("out", None, "Directory of the prepared corpus (local
 _WORKERS = flags.DEFINE_integer("workers", os.cpu_count() or 1,
                                 "Processes tokenizing shards in parallel (default: all cores).")
 _TASK = flags.DEFINE_string("task", "0/1", "I/N: this host does shards k with k % N == I.")
+_RUNNER = flags.DEFINE_enum("runner", "local", ["local", "beam"],
+                            "local: --workers processes here; beam: an Apache Beam pipeline.")
+_BEAM_OPTIONS = flags.DEFINE_string("beam_options", "", "With --runner=beam: Beam pipeline "
+                                    "flags, e.g. '--runner=DataflowRunner --project=P ...'.")
 
 
 def parse_task(text):
@@ -48,19 +63,24 @@ def main(argv):
     cli.fail("--out is required: the directory the prepared corpus goes to.")
   if _WORKERS.value < 1:
     cli.fail(f"--workers={_WORKERS.value} must be at least 1.")
+  if _BEAM_OPTIONS.value and _RUNNER.value != "beam":
+    cli.fail("--beam_options needs --runner=beam.")
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   with cli.user_errors():
     task = parse_task(_TASK.value)
+    if _RUNNER.value == "beam" and task != (0, 1):
+      raise UserError(f"--runner=beam runs every shard itself; drop --task={_TASK.value}.")
     families.validate(config)
     if families.get(config.model).labelled:
       raise UserError("lm_jax.prepare prepares pre-training corpora; a fine-tuning run reads its "
                       "labelled data itself.")
     examples = families.family(config.model).examples
     # No JAX computation has run in this process, so workers may be forked (fast).
+    beam_options = shlex.split(_BEAM_OPTIONS.value) if _RUNNER.value == "beam" else None
     prepare.prepare(config, _OUT.value, examples, workers=_WORKERS.value, task=task,
                     tokenizer=config.data.tokenizer or config.init.get("from_hf", ""),
-                    start_method="fork")
+                    start_method="fork", beam_options=beam_options)
 
 
 if __name__ == "__main__":

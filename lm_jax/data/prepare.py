@@ -15,7 +15,10 @@
    sentences' words), then `examples.pack` turns that shard alone into the
    material shard of (examples.LAYOUT, data.seq_len). Shards run in
    `workers` processes; with task (i, n), this process does the shards
-   k with k % n == i (k counting train shards, then eval shards).
+   k with k % n == i (k counting train shards, then eval shards). With
+   beam_options, the shards are one Apache Beam pipeline's elements instead
+   (Dataflow, Flink, Spark, or Beam's DirectRunner), mapped by the same
+   function.
 4. Manifests: whoever finds every shard committed writes the documents
    manifest, then the material's (data/prepared.py has the layout).
 
@@ -50,11 +53,13 @@ def _print(line):
 
 
 def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", start_method="spawn",
-            log=_print):
+            beam_options=None, log=_print):
   """Prepares (or finishes preparing) the corpus the config names into `out`, with the
   material `examples` reads; returns a summary dict, or None when other tasks still
   have shards to do. workers=0: all cores for a big input, else this process. Worker
-  processes start by `start_method` ("fork" only before JAX has started threads)."""
+  processes start by `start_method` ("fork" only before JAX has started threads).
+  beam_options (a list of Beam pipeline flags, [] for Beam's DirectRunner): the shards
+  run as one Apache Beam pipeline instead, `workers` unused."""
   data, out = config.data, epath.Path(out)
   docs_dir, mat_dir = out / prepared.DOCUMENTS, out / prepared.material_dir(examples.LAYOUT,
                                                                            data.seq_len)
@@ -68,6 +73,7 @@ def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", star
     _check_tokenizer(manifest["tokenizer_sha"], tokenizer, examples.WORDS, config, out)
     if prepared.read_json(mat_dir / prepared.MANIFEST) is not None:  # nothing to do
       return _summary(prepared.open(out), examples.LAYOUT, data.seq_len, {}, 0.0)
+  pipeline = _beam_pipeline(beam_options) if beam_options is not None else None  # before any work
   if not (data.shard_mb > 0 and data.tokenizer_sample_mb > 0):
     raise UserError(f"data.shard_mb={data.shard_mb} and data.tokenizer_sample_mb="
                     f"{data.tokenizer_sample_mb} must be positive.")
@@ -86,8 +92,10 @@ def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", star
   plan = record["slices"]
   tok_dir = paths.local_copy(os.fspath(out / prepared.TOKENIZER))
 
+  # Beam's workers may be other machines: they read the tokenizer from `out` themselves.
+  job_tok_dir = os.fspath(out / prepared.TOKENIZER) if pipeline is not None else tok_dir
   jobs = [dict(out=os.fspath(out), layout=prepared.material_dir(examples.LAYOUT, data.seq_len),
-               split=split, k=k, n=len(plan[split]), slice=s, tokenizer=tok_dir,
+               split=split, k=k, n=len(plan[split]), slice=s, tokenizer=job_tok_dir,
                examples=examples, seq_len=data.seq_len, words=examples.WORDS,
                pretokenized=record["pretokenized"])
           for split in SPLITS for k, s in enumerate(plan[split])]
@@ -96,7 +104,11 @@ def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", star
   progress = _Progress(mine, todo, log)
   if workers == 0:  # auto: worker processes pay off for big inputs only (each imports lm_jax)
     workers = os.cpu_count() if progress.total_bytes >= _AUTO_POOL_BYTES else 1
-  if workers > 1 and len(todo) > 1:
+  if pipeline is not None and todo:
+    _run_beam(pipeline, todo, log)
+    for job in todo:
+      progress.update(_result(job, skipped=False))
+  elif workers > 1 and len(todo) > 1:
     with multiprocessing.get_context(start_method).Pool(min(workers, len(todo))) as pool:
       for result in pool.imap_unordered(_shard_job, todo):
         progress.update(result)
@@ -255,6 +267,39 @@ def _shard_job(job):
     prepared.commit(mat_dir, name, dict(records=count))
     result["skipped"] = False
   return dict(result, documents=marker["records"], tokens=marker["tokens"])
+
+
+def _result(job, skipped):
+  """What `_shard_job` returned for a committed shard, from its markers."""
+  name = prepared.shard_name(job["split"], job["k"], job["n"])
+  marker = prepared.committed(epath.Path(job["out"]) / prepared.DOCUMENTS, name)
+  return dict(split=job["split"], bytes=slices.size(job["slice"]), skipped=skipped,
+              documents=marker["records"], tokens=marker["tokens"])
+
+
+def _beam_pipeline(options):
+  """An Apache Beam pipeline (the [beam] extra) with `options`, Beam's own flags; one
+  UserError when Beam is not installed or refuses them."""
+  try:
+    import apache_beam as beam  # pylint: disable=g-import-not-at-top
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError("--runner=beam needs Apache Beam: pip install 'lm_jax[beam]' (in a venv of "
+                    "its own: Beam pins protobuf<7 and pyarrow<26).") from None
+  try:
+    return beam.Pipeline(options=pipeline_options.PipelineOptions(list(options)))
+  except ValueError as e:  # e.g. an unknown runner
+    raise UserError(f"Beam refuses these pipeline options ({e}); see --beam_options.") from None
+
+
+def _run_beam(pipeline, jobs, log):
+  """Runs `_shard_job` on every job as the elements of `pipeline`; returns when every
+  shard is committed."""
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top  (_beam_pipeline checked it)
+  log(f"prepare: {len(jobs)} shards to a Beam pipeline ({pipeline.runner.__class__.__name__}) ...")
+  with pipeline:
+    # Reshuffle: the shards spread over the runner's workers instead of fusing with Create.
+    _ = (pipeline | beam.Create(jobs) | beam.Reshuffle() | beam.Map(_shard_job))
 
 
 def _batches(texts, max_bytes):
