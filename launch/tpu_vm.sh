@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # The same lm_jax.main command on every worker of a Cloud TPU VM pod.
 #
-#   TPU=my-v5p-256 ZONE=us-east5-a launch/tpu_vm.sh \
-#       --config=configs/bert_base.py:large --workdir=/mnt/shared/bert_large \
-#       --config.data.tfds_name=wikipedia/20230601.en --config.mesh.fsdp=-1
-#
-# Each worker runs `python -m lm_jax.main FLAGS` from $REPO (default
-# ~/lm_jax) with $REPO/.venv; the workers find each other through JAX's TPU
-# cluster detection (jax.distributed.initialize with no arguments), so no
-# coordinator flags are needed. The workdir must be one directory every
-# worker sees (a Filestore/NFS or gcsfuse mount). Worker 0 prints the
-# progress; every worker prints one layout line and writes
-# ~/lm_jax_worker.log.
-#
-# Prepare the corpus first, every worker taking its share of the shards
+# Prepare the corpus once, every worker taking its share of the shards
 # (--task=I/N from the worker's number and the pod's worker count), straight
-# to gs:// where the training runs read it:
+# to gs://; then train from it, the workdir on gs:// too:
 #
 #   TPU=my-v5p-256 ZONE=us-east5-a COMMAND=prepare launch/tpu_vm.sh \
 #       --config=configs/bert_base.py:large --config.data.tfds_name=wikipedia/20230601.en \
-#       --out=gs://my-bucket/wiki_bert
+#       --config.data.tfds_data_dir=gs://my-bucket/tfds --out=gs://my-bucket/wiki_bert
+#   TPU=my-v5p-256 ZONE=us-east5-a launch/tpu_vm.sh \
+#       --config=configs/bert_base.py:large --workdir=gs://my-bucket/runs/bert_large \
+#       --config.data.prepared=gs://my-bucket/wiki_bert --config.mesh.fsdp=-1
+#
+# Each worker runs `python -m lm_jax.main FLAGS` (or lm_jax.prepare) from
+# $REPO (default ~/lm_jax) with $REPO/.venv; the workers find each other
+# through JAX's TPU cluster detection (jax.distributed.initialize with no
+# arguments), so no coordinator flags are needed. The workdir must be one
+# directory every worker sees: gs:// (or a Filestore/NFS mount). Worker 0
+# prints the progress; every worker prints one layout line and writes
+# ~/lm_jax_worker.log. A preempted prepare resumes when started again: the
+# shards already committed are skipped.
 #
 #   TPU, ZONE      the TPU VM and its zone (required); PROJECT optional
 #   REPO           the checkout on the workers (default: ~/lm_jax)
