@@ -5,6 +5,8 @@ variants. `validate` turns an impossible value into one `UserError`
 sentence naming the key and the fix.
 """
 import json
+import re
+from typing import NamedTuple
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -60,6 +62,10 @@ def base_config():
       learning_rate=1e-4,
       warmup_steps=100,
       schedule_steps=-1,       # length of the LR schedule; -1 = train.steps
+      # Sequence-length phases of one run (BERT: 90% of the steps at 128, then 512):
+      # "SEQ_LEN[xBATCH]:STEPS,..." e.g. "128:900000,512x32:100000"; empty = one phase of
+      # data.seq_len and train.batch_size. Below, "Sequence-length phases", says the rules.
+      phases="",
       grad_accum_steps=1,      # micro-batches per step (batch_size must divide)
       schedule="linear",       # after warm-up: linear (to 0 at schedule_steps) | constant
       optimizer="adamw",       # adamw | lamb | adafactor | adagrad (README, "Optimizers")
@@ -287,6 +293,7 @@ def validate(c):
          f"train.batch_size={t.batch_size} is not divisible by train.grad_accum_steps="
          f"{t.grad_accum_steps}; make the batch a multiple of the accumulation steps.")
   _validate_optimizer(t)
+  _validate_phases(c)
   sizes = [c.mesh[k] for k in ("data", "fsdp", "tensor")]
   check(sizes.count(-1) <= 1 and all(s == -1 or s > 0 for s in sizes),
          f"mesh data/fsdp/tensor={sizes}: use positive sizes and at most one -1.")
@@ -339,6 +346,105 @@ def override(config, overrides):
 
 def schedule_steps(c):
   return c.train.steps if c.train.schedule_steps == -1 else c.train.schedule_steps
+
+
+# ---------------------------------------------------------------------------
+# Sequence-length phases (train.phases)
+# ---------------------------------------------------------------------------
+#
+# train.phases="128:900000,512:100000" trains 900k steps at seq_len 128, then 100k at 512
+# (BERT's 90/10 recipe); "512x32:100000" also sets that phase's global batch (NVIDIA's
+# smaller batch at 512), else it is train.batch_size. The run stays one run: one
+# learning-rate schedule over the phases' sum (= train.steps, or train.schedule_steps
+# when set, with which a smaller train.steps stops early), the optimizer state carried
+# across, checkpoints and metrics.jsonl (a `phase` field, 1, 2, ...) continuous. A phase
+# reads the prepared corpus's material of its seq_len, made from the documents when
+# missing (no re-tokenizing), and its batch j is a pure function of (seed, j): a resume
+# on either side of a boundary rebuilds the same batches. Held-out evaluation runs at
+# the phase's seq_len and batch. A phase keeps the masking rate: data.max_predictions_per_seq
+# counts the predictions of a data.seq_len-long example, and a phase of seq_len L masks up
+# to round(max_predictions_per_seq * L / data.seq_len) (BERT: 20 at 128, 80 at 512).
+
+
+class Phase(NamedTuple):
+  number: int        # 1, 2, ... (what metrics.jsonl's `phase` says)
+  seq_len: int
+  batch_size: int
+  first_step: int    # it trains steps first_step + 1 ... last_step (steps count from 1)
+  last_step: int
+  config: ml_collections.ConfigDict  # the run's config with this phase's length and batch
+
+
+PHASES_FORMAT = "SEQ_LEN[xBATCH]:STEPS, comma-separated, e.g. 128:900000,512x32:100000"
+
+
+def phases(c):
+  """The run's phases in order: train.phases, or one phase of data.seq_len and
+  train.batch_size (the config itself) over the whole run."""
+  spec = phases_spec(c.train)
+  if not spec:
+    return [Phase(1, c.data.seq_len, c.train.batch_size, 0,
+                  max(c.train.steps, schedule_steps(c)), c)]
+  out, first = [], 0
+  for number, text in enumerate(spec.split(","), 1):
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?:(\d+)", text)
+    check(match, f"train.phases={spec!r} has {text!r}, which is not {PHASES_FORMAT}.")
+    seq_len, batch, steps = match.groups()
+    seq_len, steps = int(seq_len), int(steps)
+    batch = int(batch) if batch else c.train.batch_size
+    check(seq_len > 0 and batch > 0 and steps > 0,
+          f"train.phases: phase {number} ({text}) needs a positive seq_len, batch and steps.")
+    config = c.copy_and_resolve_references()
+    predictions = max(1, round(c.data.max_predictions_per_seq * seq_len / c.data.seq_len))
+    config.data.update(seq_len=seq_len, max_predictions_per_seq=predictions)
+    config.train.batch_size = batch
+    out.append(Phase(number, seq_len, batch, first, first + steps, config))
+    first += steps
+  return out
+
+
+def phases_spec(train):
+  """A train section's phases without spaces ("" when unset): what a resume must keep."""
+  return "".join(train.get("phases", "").split())
+
+
+def _validate_phases(c):
+  if not phases_spec(c.train):
+    return
+  check(not c.model.get("task"),
+        "train.phases is for pre-training; a fine-tuning run (model.task) has one data.seq_len, "
+        "so leave train.phases empty.")
+  check(not c.data.get("stateful"),
+        "train.phases would change the batch that data.stateful carries the LSTM state in; set "
+        "data.stateful=False or leave train.phases empty.")
+  run = phases(c)
+  total, schedule = run[-1].last_step, schedule_steps(c)
+  check(total == schedule,
+        f"train.phases add up to {total} steps but the learning-rate schedule has {schedule} "
+        f"(train.{'steps' if c.train.schedule_steps == -1 else 'schedule_steps'}); make them "
+        "equal, or set train.phases='' for one phase.")
+  check(c.train.steps <= total,
+        f"train.steps={c.train.steps} runs past the {total} steps of train.phases; lower it or "
+        "lengthen the last phase.")
+  limit = _longest_input(c.model)
+  for p in run:
+    if limit:  # a Transformer (8: what check_transformer asks of data.seq_len)
+      check(8 <= p.seq_len <= limit[0],
+            f"train.phases: phase {p.number}'s seq_len {p.seq_len} is not in [8, {limit[0]}], "
+            f"the lengths model.{limit[1]} allows; change the phase or raise model.{limit[1]}.")
+    check(p.batch_size % c.train.grad_accum_steps == 0,
+          f"train.phases: phase {p.number}'s batch {p.batch_size} is not divisible by "
+          f"train.grad_accum_steps={c.train.grad_accum_steps}; make it a multiple of the "
+          "accumulation steps.")
+
+
+def _longest_input(model_cfg):
+  """(longest input, the model key that sets it), or None without a position table (ELMo)."""
+  if "max_position_embeddings" in model_cfg:
+    return max_sequence_length(model_cfg), "max_position_embeddings"
+  if "n_positions" in model_cfg:
+    return model_cfg.n_positions, "n_positions"
+  return None
 
 
 def to_json(c):

@@ -38,7 +38,8 @@ class MetricsWriter:
     """One JSON line {step, **metrics} and TensorBoard scalars."""
     if not self.enabled:
       return
-    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    record = {"step": int(step),  # ints (a train.phases phase) stay ints
+              **{k: v if isinstance(v, int) else float(v) for k, v in metrics.items()}}
     line = json.dumps(record) + "\n"
     if self.remote:
       self.lines.append(line)

@@ -3,7 +3,8 @@
 `run(config, workdir)` is the whole program; main.py only parses flags.
 Running it again on the same workdir resumes from the latest checkpoint, and
 since batch k is a pure function of (seed, k) the resumed run is the same
-run, bit for bit.
+run, bit for bit. With train.phases (config.py) the run goes through phases of
+different sequence lengths; batch j of a phase is a pure function of (seed, j).
 """
 import contextlib
 import signal
@@ -223,17 +224,20 @@ def _run(config, workdir):
   rule_table = parallel.rules(config.mesh)
   parallel.check_batch_split(mesh, rule_table)
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
-  micro = config.train.batch_size // config.train.grad_accum_steps
-  if micro % dp:
-    raise UserError(f"The micro-batch train.batch_size / train.grad_accum_steps = {micro} is not "
-                    f"divisible by the {dp} data-parallel devices; make it a multiple of {dp}.")
+  in_phases = bool(config_lib.phases_spec(config.train))
+  for phase in config_lib.phases(config):  # train.phases may give each phase its own batch
+    micro = phase.batch_size // config.train.grad_accum_steps
+    batch = f"phase {phase.number}'s batch" if in_phases else "train.batch_size"
+    if micro % dp:
+      raise UserError(f"The micro-batch {batch} / train.grad_accum_steps = {micro} is not "
+                      f"divisible by the {dp} data-parallel devices; make it a multiple of {dp}.")
   workdir_lib.check_workdir(config, workdir)  # config.json is written once the run starts
   if jax.process_index() == 0:
     print(config_lib.to_json(config), flush=True)
   print(parallel.layout(mesh), flush=True)  # every process: who is who
 
-  # ---- Tokenizer and data ------------------------------------------------
-  train_data, eval_data = workdir_lib.run_data(config, workdir)
+  # ---- Tokenizer and data (one PhaseData per train.phases phase) ----------
+  phased = workdir_lib.run_data(config, workdir)
 
   # ---- Model and optimizer state ----------------------------------------
   total = config_lib.schedule_steps(config)
@@ -241,10 +245,15 @@ def _run(config, workdir):
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   with parallel.activate(mesh, rule_table):
     train_step = make_train_step(ms, config, mesh, rule_table)
-    if config.train.compile_only:
+    if config.train.compile_only:  # each phase's shapes (the last one's compiled step is returned)
       ckpt.close()
-      return _compile_only(train_step, ms, train_data.global_batch(0, config.train.batch_size),
-                           initial_carry(config))
+      for p in phased:
+        if in_phases:
+          print(f"Phase {p.phase.number}: seq_len {p.phase.seq_len}, batch {p.phase.batch_size}.",
+                flush=True)
+        compiled = _compile_only(train_step, ms, p.train.global_batch(0, p.phase.batch_size),
+                                 initial_carry(config))
+      return compiled
     start = ckpt.latest_step()
     carry = initial_carry(config, mesh, rule_table)  # the recurrent state, if the family has one
     if start is None:
@@ -263,27 +272,43 @@ def _run(config, workdir):
       print(f"Nothing to do: the workdir is already at step {start} >= train.steps.", flush=True)
       ckpt.close()
       return
-    evaluator = (family.evaluator(ms, config, mesh, rule_table, eval_data, family.loss)
-                 if eval_data is not None else None)
+    # A phase's held-out loss is measured at its own seq_len and batch.
+    evaluators = [family.evaluator(ms, p.phase.config, mesh, rule_table, p.eval, family.loss)
+                  if p.eval is not None else None for p in phased]
     workdir_lib.record_config(config, workdir)  # everything checked: this config now runs
-    _train_loop(config, workdir, ckpt, train_step, evaluator, train_data, params, opt_state,
+    _train_loop(config, workdir, ckpt, train_step, evaluators, phased, params, opt_state,
                 start, mesh, rule_table, carry)
 
 
-def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
+def _phase_batches(config, phased, start):
+  """(step, phase index, this process's batch) for steps start + 1 ... train.steps: a
+  phase's batch j (its step first_step + j + 1) is global batch j of its examples."""
+  for i, p in enumerate(phased):
+    first, last = max(start, p.phase.first_step), min(config.train.steps, p.phase.last_step)
+    if first >= last:
+      continue
+    batches = p.train.batches(p.phase.batch_size, first - p.phase.first_step,
+                              last - p.phase.first_step, jax.process_index(),
+                              jax.process_count(), config.data.worker_threads)
+    for step in range(first + 1, last + 1):
+      yield step, i, next(batches)
+
+
+def _train_loop(config, workdir, ckpt, train_step, evaluators, phased,
                 params, opt_state, start, mesh, rule_table, carry=None):
   t = config.train
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
-  batches = train_data.batches(t.batch_size, start, t.steps, jax.process_index(),
-                               jax.process_count(), config.data.worker_threads)
-  tokens_per_step = t.batch_size * config.data.seq_len
   preemption = _Preemption()
   shown = families.get(config.model).progress_metrics
+  in_phases = bool(config_lib.phases_spec(t))  # then metrics.jsonl and the progress line
+  if in_phases:                                # say which phase each step is in
+    shown = ("phase", *shown)
   watch, last_logged = metrics_lib.Stopwatch(), start
   carry = () if carry is None else (carry,)
   try:
-    for step in range(start + 1, t.steps + 1):
-      batch = parallel.host_to_global(next(batches), mesh, rule_table)
+    for step, i, batch in _phase_batches(config, phased, start):
+      phase, evaluator = phased[i].phase, evaluators[i]
+      batch = parallel.host_to_global(batch, mesh, rule_table)
       params, opt_state, m, *carry = train_step(params, opt_state, batch, jnp.int32(step - 1),
                                                 *carry)
       if step % t.log_every == 0 or step == t.steps:
@@ -291,7 +316,9 @@ def _train_loop(config, workdir, ckpt, train_step, evaluator, train_data,
         if not np.isfinite(m["loss"]):
           _diverged(ckpt, step, f"the loss became {m['loss']}")
         steps_per_s = (step - last_logged) / watch.lap()
-        m["tokens_per_s"] = steps_per_s * tokens_per_step
+        m["tokens_per_s"] = steps_per_s * phase.batch_size * phase.seq_len
+        if in_phases:
+          m["phase"] = phase.number
         last_logged = step
         writer.write(step, m)
         writer.progress(step, m, steps_per_s, shown)

@@ -1,7 +1,9 @@
 """A run on disk: WORKDIR/config.json, WORKDIR/tokenizer/, WORKDIR/checkpoints/.
 
 - `check_workdir` refuses a workdir that holds another model (or lost its
-  tokenizer); `record_config` writes config.json once the run starts;
+  tokenizer, or is resumed with other train.phases); `record_config` writes
+  config.json once the run starts;
+- `run_data` gives each phase of the run (config.phases) its examples;
 - `load_or_train_tokenizer` gives the run its tokenizer (copied from its
   prepared corpus, or for fine-tuning from the init source, on the first
   start; read on every later one); `run_tokenizer` reads it;
@@ -9,6 +11,7 @@
   checkpoints onto a mesh (export, inference, fine-tuning's encoder).
 """
 import json
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -44,6 +47,11 @@ def check_workdir(config, workdir):
         if key in recorded.get("train", {}) and was != now:
           raise UserError(f"{workdir}'s checkpoints hold the optimizer state of train.{key}="
                           f"{was!r}, not {now!r}; resume with {was!r}, or start a new --workdir.")
+      was = config_lib.phases_spec(recorded.get("train", {}))
+      now = config_lib.phases_spec(config.train)
+      if was != now:  # the steps' batches and the schedule's shape would change under them
+        raise UserError(f"{workdir}'s checkpoints were trained with train.phases={was!r}, not "
+                        f"{now!r}; resume with {was!r}, or start a new --workdir.")
     runtime = families.family(config.model).runtime_keys
     new = {k: v for k, v in config.model.to_dict().items() if k not in runtime}
     diff = sorted((k for k in set(old) | set(new) if k not in runtime and old.get(k) != new.get(k)),
@@ -121,11 +129,20 @@ def load_or_train_tokenizer(config, workdir, corpus=None):
   return tok
 
 
+class PhaseData(NamedTuple):
+  """One phase of a run (config.Phase) and its examples."""
+  phase: config_lib.Phase
+  train: Any          # the family's Examples of the phase's seq_len
+  eval: Any = None    # held-out examples, or None
+
+
 def run_data(config, workdir):
-  """(train examples, eval examples or None) of the run, and its tokenizer set up:
-  pre-training reads a prepared corpus (data.prepared, or WORKDIR/data/, prepared
-  here on the first start); fine-tuning's labelled records are small enough to read."""
+  """[PhaseData] of the run, one per phase (config.phases; one without train.phases),
+  and its tokenizer set up: pre-training reads a prepared corpus (data.prepared, or
+  WORKDIR/data/, prepared here on the first start; a phase's missing material is made
+  from the corpus's documents); fine-tuning's labelled records are small enough to read."""
   family = families.get(config.model)
+  phases = config_lib.phases(config)
   if family.labelled:  # fine-tuning: labelled records (GLUE-, IMDB-sized) are read into memory
     tok = load_or_train_tokenizer(config, workdir)
     labels = config.model.labels
@@ -134,25 +151,62 @@ def run_data(config, workdir):
     eval_records = family.read(config.data, "eval") if config.train.eval_every else []
     eval_data = (family.examples(eval_records, tok, config.data, config.seed + 1, labels)
                  if eval_records else None)
-  else:  # pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once
-    examples, words = family.examples, family.examples.WORDS
-    corpus_dir = config.data.prepared or paths.join(workdir, "data")
-    if not config.data.prepared and jax.process_index() == 0:  # a no-op once prepared
-      own_tokenizer = paths.join(workdir, "tokenizer")
-      prepare.prepare(config, corpus_dir, examples, workers=0,
+    return [PhaseData(phases[0], train_data, eval_data)]  # config.validate: one phase
+  # Pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once.
+  examples, words = family.examples, family.examples.WORDS
+  corpus_dir = config.data.prepared or paths.join(workdir, "data")
+  if not config.data.prepared and jax.process_index() == 0:
+    own_tokenizer = paths.join(workdir, "tokenizer")
+    for phase in phases:  # a no-op once prepared; a later seq_len reuses the documents
+      prepare.prepare(phase.config, corpus_dir, examples, workers=0,
                       tokenizer=prepare.tokenizer_source(config, own_tokenizer, words))
-    if jax.process_count() > 1:  # the others wait for process 0's preparation
-      multihost_utils.sync_global_devices("prepared corpus")
-    corpus = prepared.open(corpus_dir)
-    tok = load_or_train_tokenizer(config, workdir, corpus)
-    splits = [s for s in corpus.splits() if s == "train" or config.train.eval_every]
-    material = {s: corpus.material(examples.LAYOUT, config.data.seq_len, s) for s in splits}
-    prepared.pin(corpus, material.values(), workdir, has_checkpoints(workdir),
-                 jax.process_index() == 0)
-    train_data = examples(material["train"], tok, config.data, config.seed)
-    eval_data = (examples(material["eval"], tok, config.data, config.seed + 1)
-                 if "eval" in material else None)
-  return train_data, eval_data
+  if jax.process_count() > 1:  # the others wait for process 0's preparation
+    multihost_utils.sync_global_devices("prepared corpus")
+  corpus = prepared.open(corpus_dir)
+  tok = load_or_train_tokenizer(config, workdir, corpus)  # refuses a misfit corpus first
+  if config.data.prepared:
+    if jax.process_index() == 0:
+      _add_material(corpus, examples, phases)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("material of every phase")
+  splits = [s for s in corpus.splits() if s == "train" or config.train.eval_every]
+  material = {(p.number, s): corpus.material(examples.LAYOUT, p.seq_len, s)
+              for p in phases for s in splits}
+  prepared.pin(corpus, material.values(), workdir, has_checkpoints(workdir),
+               jax.process_index() == 0)
+  out = []
+  for p in phases:
+    eval_data = (examples(material[p.number, "eval"], tok, p.config.data, config.seed + 1)
+                 if "eval" in splits else None)
+    out.append(PhaseData(p, examples(material[p.number, "train"], tok, p.config.data,
+                                     config.seed), eval_data))
+  return out
+
+
+def _add_material(corpus, examples, phases):
+  """Makes in the prepared `corpus` (data.prepared) the (examples.LAYOUT, seq_len) material
+  a phase lacks, from its documents alone (nothing is read or tokenized again); a corpus
+  that cannot be written is refused with the command that adds the material."""
+  corpus_dir = corpus.path
+  missing = {p.seq_len: p for p in phases
+             if corpus.material_manifest(examples.LAYOUT, p.seq_len) is None}
+  for seq_len, phase in missing.items():
+    # prepare() checks the config names the input the corpus was made from; a run's
+    # config need not (data.prepared stands for it), so it is given the recorded one.
+    as_prepared = phase.config.copy_and_resolve_references()
+    as_prepared.data.update(files="", eval_files="", tfds_name="")
+    as_prepared.data.update({k: v for k, v in corpus.manifest["source"].items()
+                             if k in as_prepared.data})
+    try:
+      prepare.prepare(as_prepared, corpus_dir, examples, workers=0)
+    except OSError as e:  # read-only (or unreachable): the owner of the corpus adds them
+      which = (f" (phase {phase.number} of train.phases)"
+               if config_lib.phases_spec(phase.config.train) else "")
+      raise UserError(
+          f"{corpus_dir} holds no {examples.LAYOUT} examples for seq_len {seq_len}{which} and "
+          f"adding them failed ({e.strerror or e}); add them with python -m lm_jax.prepare "
+          f"--config=<the corpus's config> --out={corpus_dir} --config.data.seq_len={seq_len}, "
+          "which reuses its documents.") from None
 
 
 def run_tokenizer(config, workdir):
