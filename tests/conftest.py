@@ -3,7 +3,16 @@ import os
 import subprocess
 import sys
 
+import tempfile
+
 import pytest
+
+# XLA's compiled programs, kept on disk and shared by every test process and the
+# subprocesses they start (set before jax is imported; os.environ is inherited):
+# the tiny models compile the same programs in many tests.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                                                "lm_jax_tests_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)

@@ -135,6 +135,15 @@ def test_nsp_balance_and_mask_statistics(data, tok):
   assert not np.isin(original, list(tok.special_ids)).any()  # never mask [CLS]/[SEP]/[PAD]
 
 
+def test_a_one_document_corpus_warns_that_nsp_is_trivial(tokenizer_dir, tmp_path):
+  text = tmp_path / "one.txt"
+  text.write_text(" ".join(sources.embedded_documents("train")[:3]).replace("\n", " "))
+  config = bert_config(tokenizer_dir, **{"data.files": str(text), "train.eval_every": 0})
+  with pytest.warns(UserWarning, match="is one document, so next-sentence prediction is trivial"):
+    data = prepared_examples(config, str(tmp_path / "corpus"))
+  assert data.global_batch(0, 16)["nsp_labels"].max() == 0  # what the warning says
+
+
 def test_whole_word_masking_masks_whole_words(tok):
   rng = np.random.default_rng(0)
   ids = np.array(tok.encode(["Notwithstanding extraordinarily unaccountable circumstances, "

@@ -13,8 +13,11 @@ the first of four drawn at random that comes from another document and is
 long enough (else the longest from another document); the coin and the
 draws come from a generator seeded by (seed, i, 2), so they are read with
 the batch. Otherwise B is the rest of the block (IsNext, label 0). The pair
-is then trimmed to seq_len - 3 tokens as BERT does.
+is then trimmed to seq_len - 3 tokens as BERT does. A split of one document
+has no other block to draw: every pair is IsNext, and a warning says so.
 """
+import warnings
+
 import numpy as np
 
 from lm_jax.data import masking, packing, pipeline, prepared
@@ -47,6 +50,14 @@ class BertExamples(_MaskedExamples):
 
   LAYOUT = "sentence_blocks"
   pack = staticmethod(packing.sentence_blocks)
+
+  def __init__(self, material, tokenizer, data_cfg, seed):
+    super().__init__(material, tokenizer, data_cfg, seed)
+    if data_cfg.nsp_probability > 0 and material.num_documents < 2:
+      warnings.warn(f"The {material.split} split of {material.corpus.path} is one document, so "
+                    "next-sentence prediction is trivial (no NotNext pair can come from another "
+                    "document: every label is IsNext); give text of several documents (separated "
+                    "by blank lines), or set data.nsp_probability=0.", stacklevel=2)
 
   def _candidates(self, coin, own):
     """Random record indices other than `own` (all of them equally likely)."""
