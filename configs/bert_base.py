@@ -44,7 +44,10 @@ def get_config(variant="base"):
     c.model = bert_model()
     c.train.update(steps=1_000_000, batch_size=256, learning_rate=1e-4,
                    warmup_steps=10_000, log_every=100, eval_every=10_000,
-                   checkpoint_every=10_000)
+                   checkpoint_every=10_000,
+                   # The paper's 90/10 recipe: 900k steps at seq_len 128, then 100k at 512
+                   # (batch 256 both; 20 predictions a sequence at 128, so 80 at 512).
+                   phases="128:900000,512:100000")
     c.model.dtype = "bfloat16"
   elif variant == "large":
     c.model = bert_model(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
