@@ -48,8 +48,8 @@ def pretrained_run(data, tokenizer_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reviews_lm"))
   ok(run("bert_base.py:tiny", workdir, *SMALL, f"--config.data.files={data['unlabelled']}",
          f"--config.data.tokenizer={tokenizer_dir}", "--config.data.max_predictions_per_seq=6",
-         "--config.train.learning_rate=2e-3", "--config.train.steps=2000",
-         "--config.train.eval_every=0", "--config.train.checkpoint_every=2000",
+         "--config.train.learning_rate=3e-3", "--config.train.steps=1000",
+         "--config.train.eval_every=0", "--config.train.checkpoint_every=1000",
          "--config.train.log_every=500"))
   return workdir
 
