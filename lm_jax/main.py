@@ -9,14 +9,18 @@ processes find each other (JAX's cluster detection). Elsewhere, name them:
   python -m lm_jax.main ... --coordinator_address=HOST:PORT --num_processes=2 --process_id=0
 
 (or the JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID variables);
-launch/ has scripts for all three.
+launch/ has scripts for all three. With train.show_fill_mask=N (the demo
+variant) a masked LM's run ends by filling in a masked word of N held-out
+sentences (inference/cloze.py).
 """
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, parallel, seeds
+from lm_jax import cli, inference, parallel, seeds
+from lm_jax.inference import cloze
 
 
 def _env_int(name):
@@ -48,7 +52,12 @@ def main(argv):
   with cli.user_errors():
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     _INIT_TIMEOUT.value)
-    seeds.run(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    cloze.check(config)  # before training, not after it
+    seeds.run(config, _WORKDIR.value)
+    count = config.train.get("show_fill_mask", 0)
+    if count and jax.process_index() == 0:
+      print(cloze.report(inference.load(_WORKDIR.value), count), flush=True)
 
 
 if __name__ == "__main__":
