@@ -7,7 +7,7 @@ r"""Prepare a corpus once, for any number of runs: flags only; the work is in da
 With neither source it prepares the embedded corpus, as lm_jax.main does.
 Without data.tokenizer it trains one on a sample of the text. The output
 (local or gs://) holds the tokenized documents and the examples of the
-config's family for its data.seq_len; training reads it with
+config's family for its data.seq_len (for each length of train.phases); training reads it with
 `--config.data.prepared=DIR`. Another seq_len or family on the same DIR
 reuses the documents and adds its examples.
 
@@ -32,7 +32,7 @@ import shlex
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, families
+from lm_jax import cli, config as config_lib, families
 from lm_jax.data import prepare
 from lm_jax.errors import UserError
 
@@ -78,9 +78,10 @@ def main(argv):
     examples = families.family(config.model).examples
     # No JAX computation has run in this process, so workers may be forked (fast).
     beam_options = shlex.split(_BEAM_OPTIONS.value) if _RUNNER.value == "beam" else None
-    prepare.prepare(config, _OUT.value, examples, workers=_WORKERS.value, task=task,
-                    tokenizer=config.data.tokenizer or config.init.get("from_hf", ""),
-                    start_method="fork", beam_options=beam_options)
+    for phase in config_lib.phases(config):  # train.phases: the material of every length
+      prepare.prepare(phase.config, _OUT.value, examples, workers=_WORKERS.value, task=task,
+                      tokenizer=config.data.tokenizer or config.init.get("from_hf", ""),
+                      start_method="fork", beam_options=beam_options)
 
 
 if __name__ == "__main__":

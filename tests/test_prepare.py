@@ -126,6 +126,16 @@ def test_workers_and_tasks_give_byte_identical_shards(one_worker, tmp_path, toke
   assert tree(tasks) == expected
 
 
+def test_prepare_makes_the_material_of_every_phase_from_one_tokenization(one_worker, tmp_path,
+                                                                         tokenizer_dir, text_dir):
+  out = tmp_path / "phased"
+  cli_prepare(out, tokenizer_dir, text_dir, "--config.train.phases=64:10,32:10")
+  made = tree(out)
+  for seq_len in (64, 32):
+    assert f"sentence_blocks-{seq_len}/manifest.json" in made
+  assert {k: v for k, v in made.items() if not k.startswith("sentence_blocks-32")} == tree(one_worker)
+
+
 def test_a_killed_prepare_resumes_and_a_rerun_skips_committed_shards(one_worker, tmp_path,
                                                                       tokenizer_dir, text_dir):
   expected = tree(one_worker)
