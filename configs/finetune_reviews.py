@@ -1,7 +1,7 @@
 r"""Fine-tune a tiny BERT on the synthetic film reviews (lm_jax/data/reviews.py):
 the CPU demo of fine-tuning, and what the tests and the Colab run. The
-tokenizer is the embedded corpus's (runs/demo from the README's Quickstart (1)):
-the reviews alone are too small a corpus for 8000 pieces.
+tokenizer is an 8000-piece one trained on the embedded corpus (e.g. runs/tiny's, from
+`configs/bert_base.py:tiny`): the reviews alone are too small a corpus for 8000 pieces.
 
   python -m lm_jax.data.reviews data/reviews
   python -m lm_jax.main --config=configs/bert_base.py:tiny --workdir=runs/reviews_lm \

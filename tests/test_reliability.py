@@ -96,7 +96,7 @@ def cli_results(subprocesses):
 @pytest.mark.parametrize("case,message", [
     ("no_config", "error: --config is required, e.g. --config=configs/bert_base.py:tiny."),
     ("missing_file", "error: Config file nope/bert.py does not exist; check --config (lm_jax ships albert.py, bert_base.py,"),
-    ("unknown_variant", "unknown variant 'huge'; use tiny, base, large or large_batch."),
+    ("unknown_variant", "unknown variant 'huge'; use tiny, demo, base, large or large_batch."),
     ("export_onto_its_run", "is a training run (config.json, checkpoints/); export into another"),
 ])
 def test_command_line_mistakes_are_one_sentence(cli_results, case, message):
