@@ -29,6 +29,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
 from tokenizers import pre_tokenizers, processors
 
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,7 +55,7 @@ BYTE_LEVEL_WORD_START = "\u0120"  # "Ġ": GPT-2 / RoBERTa's byte-level space
 
 
 def _exists(path, name):
-  return os.path.exists(os.path.join(path, name))
+  return paths.exists(paths.join(path, name))  # gs:// too: asked before any copy is made
 
 
 def has_files(path):

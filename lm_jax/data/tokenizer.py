@@ -79,8 +79,7 @@ class Tokenizer:
 
 def exists(path):
   """Whether directory `path` holds a tokenizer of either backend."""
-  path = paths.local_copy(path)  # gs://: its few small files, read locally
-  return os.path.exists(os.path.join(path, MODEL_FILE)) or hf_tokenizer.has_files(path)
+  return paths.exists(paths.join(path, MODEL_FILE)) or hf_tokenizer.has_files(path)
 
 
 def load(path):
