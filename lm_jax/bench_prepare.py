@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from lm_jax import cli, families
+from lm_jax import cli, families, paths
 from lm_jax.data import packing, prepare, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -93,7 +93,7 @@ def prepare_mode(config, peer=False, corpus_mb=64.0, workers=0, emit=print):
       write_corpus(config.data.files, corpus_mb)
       config.data.eval_files = ""
     files = sources.matching_files(config.data.files)
-    corpus_bytes = sum(os.path.getsize(f) for f in files)
+    corpus_bytes = sum(paths.size(f) for f in files)
     sample_mb = min(config.data.tokenizer_sample_mb, _TOKENIZER_SAMPLE_MB)
     tok_dir = config.data.tokenizer
     if not tok_dir and not examples.WORDS:

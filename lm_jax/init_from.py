@@ -5,20 +5,28 @@ train.run calls two functions: `architecture(config)` before anything is
 built (the model section comes from the source), and `weights(...)` on the
 fresh parameters of a first start (the source's weights go in by name; what
 the source lacks, e.g. a task head, keeps its initialisation).
+
+An init.from_hf on gs:// is read from one local copy per process (safetensors
+and HF tokenizers read local files); config.json keeps the gs:// name.
 """
+import functools
+
 import ml_collections
 
-from lm_jax import families, interop, workdir as workdir_lib
+from lm_jax import families, interop, paths, workdir as workdir_lib
 from lm_jax.errors import UserError
 from lm_jax.models import classifiers
 
 TASK_KEYS = ("task", "labels")  # the model keys a fine-tuning config adds to an encoder's
 
 
+_hf_copy = functools.lru_cache(paths.local_copy)  # a pretrained model does not change under a run
+
+
 def architecture(config):
   """`config` with the model section of its init source (unchanged without one)."""
-  if config.init.from_hf:
-    return interop.with_hf_model(config)  # the architecture comes from its config.json
+  if config.init.from_hf:  # the architecture comes from its config.json
+    return interop.with_hf_model(config, _hf_copy(config.init.from_hf))
   if config.init.get("from_workdir"):
     return with_pretrained_model(config)  # ... from the pre-training run's
   return config
@@ -27,7 +35,7 @@ def architecture(config):
 def weights(config, params, mesh, rule_table):
   """Fresh `params` (sharded on `mesh`) with the weights of the init source, if any."""
   if config.init.from_hf:
-    return interop.load_params(config.init.from_hf, config.model, params)
+    return interop.load_params(_hf_copy(config.init.from_hf), config.model, params)
   if config.init.get("from_workdir"):
     return load_encoder(config.init.from_workdir, params, mesh, rule_table)
   return params

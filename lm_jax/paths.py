@@ -1,7 +1,8 @@
 """The one file-system layer: every path a user can name may be local or gs://.
 
 Local paths go through `os`; remote ones (gs://, any fsspec URL) through
-etils.epath, with gcsfs underneath (EPATH_USE_TF=false keeps TensorFlow out).
+etils.epath, with gcsfs underneath (EPATH_USE_TF=false keeps TensorFlow out),
+or through fsspec itself where epath cannot (a recursive glob, a ranged read).
 Orbax, tensorstore and ArrayRecord speak gs:// themselves and get the path
 as it is. Object stores have no rename and no append, so nothing here needs
 them: a remote file is written whole in one call (an object appears
@@ -9,6 +10,8 @@ complete or not at all), and a directory meant for tools that only read
 local files (sentencepiece, safetensors, HF tokenizers) is copied to or
 from a local temporary directory.
 """
+import glob as glob_lib
+import io
 import logging
 import os
 import shutil
@@ -16,6 +19,7 @@ import tempfile
 import uuid
 
 from etils import epath
+import fsspec
 
 os.environ.setdefault("EPATH_USE_TF", "false")  # gs:// through gcsfs, never through TensorFlow
 logging.getLogger("gcsfs").setLevel(logging.ERROR)  # it warns on every call without credentials
@@ -48,6 +52,32 @@ def listdir(path):
     return []
   return sorted(p.name for p in epath.Path(path).iterdir()) if is_remote(path) else sorted(
       os.listdir(path))
+
+
+def glob(pattern):
+  """The files matching a glob, sorted; `**` spans directories. A remote glob is one
+  listing of the bucket prefix (fsspec, as under epath, whose glob refuses `**`)."""
+  if not is_remote(pattern):
+    return sorted(glob_lib.glob(os.path.expanduser(pattern), recursive=True))
+  fs, path = fsspec.core.url_to_fs(pattern)
+  found = fs.glob(path, detail=True)
+  return sorted(fs.unstrip_protocol(p) for p, info in found.items() if info["type"] == "file")
+
+
+def size(path):
+  """A file's size in bytes."""
+  return epath.Path(path).stat().length if is_remote(path) else os.path.getsize(path)
+
+
+def open_binary(path, buffer_bytes=1 << 20):
+  """A file opened for reading bytes, seekable. A remote one is read `buffer_bytes` at
+  a time, each one ranged request (fsspec's own readline would read a whole block
+  per line, and its read-ahead MiBs for a peek of a few KiB)."""
+  if not is_remote(path):
+    return open(path, "rb")  # pylint: disable=consider-using-with
+  fs, name = fsspec.core.url_to_fs(path)
+  raw = fs.open(name, "rb", block_size=buffer_bytes, cache_type="none")
+  return io.BufferedReader(raw, buffer_size=buffer_bytes)
 
 
 def makedirs(path):

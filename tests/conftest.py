@@ -67,6 +67,12 @@ def run_main(workdir, *extra, env=None, timeout=300, **popen):
                         timeout=timeout, **popen)
 
 
+def split_documents(data, split="train"):
+  """The documents of a split as prepare reads them (data/slices.py), in order."""
+  from lm_jax.data import slices
+  return [d for s in slices.plan(data, split, 1 << 30) for d in slices.documents(s)]
+
+
 def prepared_examples(config, corpus_dir, split="train", seed=None):
   """The config family's Examples of `split` over its input (the embedded corpus by
   default) prepared into `corpus_dir` with data.tokenizer; the documents are made
@@ -80,3 +86,70 @@ def prepared_examples(config, corpus_dir, split="train", seed=None):
          if examples.WORDS else tokenizer.load(corpus.tokenizer_dir))
   material = corpus.material(examples.LAYOUT, config.data.seq_len, split)
   return examples(material, tok, config.data, config.seed if seed is None else seed)
+
+
+# ---------------------------------------------------------------------------
+# Text files in every input format, and one corpus prepared from them
+# ---------------------------------------------------------------------------
+
+SHARD_MB = 0.25  # several shards from the text files, byte ranges cut inside them
+
+
+@pytest.fixture(scope="session")
+def text_dir(tmp_path_factory):
+  """About 2 MB of Austen in every input format: paragraphs, lines, .gz, .jsonl."""
+  import gzip
+  import json
+  from lm_jax.data import sources
+  d = tmp_path_factory.mktemp("text")
+  docs = sources.embedded_documents("train")
+  paragraphs = [p for doc in docs for p in doc.split("\n")]
+  (d / "a_paragraphs.txt").write_text("\n\n".join(p.replace(". ", ".\n", 3) for p in paragraphs[:3000]) + "\n")
+  (d / "b_lines.txt").write_text("\n".join(paragraphs[3000:6000]) + "\n")
+  (d / "c_small.txt").write_text("A tiny file.\n\nWith two documents.\n")
+  (d / "d_gzipped.txt.gz").write_bytes(gzip.compress("\n\n".join(paragraphs[6000:8000]).encode()))
+  (d / "e_docs.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[8000:9000]))
+  (d / "held_out.txt").write_text("\n\n".join(sources.embedded_documents("eval")[:4]))
+  return d
+
+
+def files_config(tokenizer_dir, text_dir, **overrides):
+  return tiny_config(tokenizer_dir, **{"data.files": f"{text_dir}/[a-e]_*",
+                                       "data.eval_files": f"{text_dir}/held_out.txt",
+                                       "data.shard_mb": SHARD_MB, **overrides})
+
+
+def cli_prepare(out, tokenizer_dir, text_dir, *extra, env=None, timeout=600):
+  """`python -m lm_jax.prepare` of files_config's input; text_dir may be a gs:// URL."""
+  flags = {**TINY_FLAGS, "data.files": f"{text_dir}/[a-e]_*",
+           "data.eval_files": f"{text_dir}/held_out.txt", "data.shard_mb": SHARD_MB,
+           "data.tokenizer": tokenizer_dir}
+  r = subprocess.run([sys.executable, "-m", "lm_jax.prepare", f"--config={REPO}/configs/bert_base.py:tiny",
+                      f"--out={out}", *cli_args(flags), *extra], cwd=REPO, capture_output=True,
+                     text=True, timeout=timeout, env=dict(env or os.environ, PYTHONPATH=REPO))
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r.stdout
+
+
+@pytest.fixture(scope="module")  # test_prepare adds material to it
+def one_worker(tmp_path_factory, tokenizer_dir, text_dir):
+  """text_dir prepared for BERT by one process, in this one."""
+  from lm_jax import families
+  from lm_jax.data import prepare
+  out = str(tmp_path_factory.mktemp("one_worker"))
+  summary = prepare.prepare(files_config(tokenizer_dir, text_dir), out,
+                            families.FAMILIES["bert"].examples, tokenizer=tokenizer_dir,
+                            log=lambda _: None)
+  assert summary["shards"]["train"] >= 6 and summary["examples"] > 1000
+  return out
+
+
+def tree(directory):
+  """{relative path: bytes} of every file under `directory`."""
+  out = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, directory)] = f.read()
+  return out

@@ -15,7 +15,7 @@ import sysconfig
 
 import pytest
 
-from conftest import REPO, TINY_FLAGS, cli_args, tiny_config
+from conftest import REPO, TINY_FLAGS, cli_args, tiny_config, tree
 from lm_jax import bench_prepare, families
 from lm_jax.data import prepare
 from lm_jax.errors import UserError
@@ -52,17 +52,6 @@ def corpus(tmp_path_factory):
   bench_prepare.write_corpus(d / "train.txt", 1.0)
   bench_prepare.write_corpus(d / "held_out.txt", 0.1, seed=1)
   return d
-
-
-def tree(directory):
-  """{relative path: bytes} of every file under `directory`."""
-  out = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, directory)] = f.read()
-  return out
 
 
 def test_beam_direct_runner_output_is_byte_identical_to_the_local_runner(

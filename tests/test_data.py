@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import prepared_examples, tiny_config
+from conftest import prepared_examples, split_documents, tiny_config
+from lm_jax import families
 from lm_jax.data import masking, packing, prepare, sources, tokenizer
 from lm_jax.errors import UserError
 
@@ -52,7 +53,7 @@ def test_file_sources(tmp_path):
   (tmp_path / "blank.txt").write_text("First doc\nstill first.\n\nSecond doc.\n")
   (tmp_path / "lines.txt.gz").write_bytes(gzip.compress(b"one\ntwo\nthree\n"))
   (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "from json"}) + "\n")
-  docs = sources.file_documents(str(tmp_path / "*"))
+  docs = split_documents(tiny_config(**{"data.files": str(tmp_path / "*")}).data)
   assert docs == ["First doc still first.", "Second doc.", "from json", "one", "two", "three"]
 
 
@@ -64,14 +65,16 @@ def test_file_source_errors(tmp_path, content, message):
   if content is not None:
     (tmp_path / "bad.jsonl").write_text(content)
   with pytest.raises(UserError, match=message):
-    sources.file_documents(str(tmp_path / "*.jsonl"))
+    split_documents(tiny_config(**{"data.files": str(tmp_path / "*.jsonl")}).data)
 
 
-def test_empty_corpus_is_refused(tmp_path):
+def test_empty_corpus_is_refused(tmp_path, tokenizer_dir):
   (tmp_path / "empty.txt").write_text("\n\n   \n")
-  cfg = ml_collections.ConfigDict(dict(tfds_name="", files=str(tmp_path / "*.txt")))
-  with pytest.raises(UserError, match="corpus is empty"):
-    sources.documents(cfg, "train")
+  config = tiny_config(tokenizer_dir, **{"data.files": str(tmp_path / "*.txt")})
+  with pytest.raises(UserError, match="The training corpus is empty"):
+    prepare.prepare(config, str(tmp_path / "out"), families.FAMILIES["bert"].examples,
+                    tokenizer=tokenizer_dir, log=lambda _: None)
+  assert not (tmp_path / "out" / "documents" / "manifest.json").exists()
 
 
 def test_tfds_source_through_data_source():
@@ -79,7 +82,7 @@ def test_tfds_source_through_data_source():
       tfds_name="lm1b", tfds_split="train", tfds_eval_split="test", tfds_text_key="text",
       tfds_data_dir="", max_documents=30, files=""))
   with tfds.testing.mock_data(num_examples=50, policy=tfds.testing.MockPolicy.USE_CODE):
-    train, held_out = sources.documents(cfg, "train"), sources.documents(cfg, "eval")
+    train, held_out = split_documents(cfg, "train"), split_documents(cfg, "eval")
   assert len(train) == 30 and len(held_out) == 30
   assert all(isinstance(d, str) and d for d in train)
 

@@ -4,6 +4,7 @@ from a prepared directory."""
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,55 +13,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import REPO, TINY_FLAGS, cli_args, override, prepared_examples, tiny_config
+from conftest import (REPO, SHARD_MB, TINY_FLAGS, cli_args, cli_prepare, files_config, override,
+                      prepared_examples, tiny_config, tree)
 from lm_jax import families, train
 from lm_jax.data import elmo_vocab, packing, prepare, prepared, slices, sources, tokenizer
 from lm_jax.errors import UserError
 from lm_jax.validate import family_config
-
-SHARD_MB = 0.25
-
-
-@pytest.fixture(scope="module")
-def text_dir(tmp_path_factory):
-  """About 2 MB of Austen in every input format: paragraphs, lines, .gz, .jsonl."""
-  d = tmp_path_factory.mktemp("text")
-  docs = sources.embedded_documents("train")
-  paragraphs = [p for doc in docs for p in doc.split("\n")]
-  (d / "a_paragraphs.txt").write_text("\n\n".join(p.replace(". ", ".\n", 3) for p in paragraphs[:3000]) + "\n")
-  (d / "b_lines.txt").write_text("\n".join(paragraphs[3000:6000]) + "\n")
-  (d / "c_small.txt").write_text("A tiny file.\n\nWith two documents.\n")
-  (d / "d_gzipped.txt.gz").write_bytes(gzip.compress("\n\n".join(paragraphs[6000:8000]).encode()))
-  (d / "e_docs.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs[8000:9000]))
-  (d / "held_out.txt").write_text("\n\n".join(sources.embedded_documents("eval")[:4]))
-  return d
-
-
-def files_config(tokenizer_dir, text_dir, **overrides):
-  return tiny_config(tokenizer_dir, **{"data.files": str(text_dir / "[a-e]_*"),
-                                       "data.eval_files": str(text_dir / "held_out.txt"),
-                                       "data.shard_mb": SHARD_MB, **overrides})
-
-
-def cli_prepare(out, tokenizer_dir, text_dir, *extra):
-  flags = {**TINY_FLAGS, "data.files": text_dir / "[a-e]_*",
-           "data.eval_files": text_dir / "held_out.txt", "data.shard_mb": SHARD_MB,
-           "data.tokenizer": tokenizer_dir}
-  r = subprocess.run([sys.executable, "-m", "lm_jax.prepare", f"--config={REPO}/configs/bert_base.py:tiny",
-                      f"--out={out}", *cli_args(flags), *extra], cwd=REPO, capture_output=True,
-                     text=True, timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
-  assert r.returncode == 0, r.stderr[-3000:]
-  return r.stdout
-
-
-def tree(directory):
-  """{relative path: bytes} of every file under `directory`."""
-  out = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = open(path, "rb").read()
-  return out
 
 
 def quiet(_):
@@ -82,7 +40,21 @@ def test_slices_hold_every_document_once_whatever_the_cut(tmp_path, shard_bytes)
   pattern = str(tmp_path / "*")
   cut = slices._file_plan(sources.matching_files(pattern), shard_bytes)
   assert len(cut) == 1 if shard_bytes == 10**9 else len(cut) > 2
-  assert [d for s in cut for d in slices.documents(s)] == sources.file_documents(pattern)
+  assert [d for s in cut for d in slices.documents(s)] == whole_file_documents(pattern)
+
+
+def whole_file_documents(pattern):
+  """The reference the slices must match: each file read whole, then split."""
+  docs = []
+  for path in sources.matching_files(pattern):
+    text = sources.read_text(path)
+    if path.endswith((".jsonl", ".jsonl.gz")):
+      docs.extend(json.loads(line)["text"] for line in text.splitlines() if line.strip())
+    elif re.search(r"\n\s*\n", text):
+      docs.extend(" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip())
+    else:
+      docs.extend(line.strip() for line in text.splitlines() if line.strip())
+  return docs
 
 
 def test_slices_of_the_embedded_corpus_and_tfds():
@@ -94,7 +66,8 @@ def test_slices_of_the_embedded_corpus_and_tfds():
   with tfds.testing.mock_data(num_examples=50, policy=tfds.testing.MockPolicy.USE_CODE):
     cut = slices.plan(c.data, "train", 3 * slices._TFDS_GUESS_BYTES)
     docs = [d for s in cut for d in slices.documents(s)]
-    whole = sources.documents(c.data, "train")
+    source = sources.tfds_source("lm1b", "train")
+    whole = [str(source[i]["text"]) for i in range(30)]  # the mock's texts are str
   assert len(cut) == 10 and docs == [d for d in whole if d.strip()]
   assert [(s["parts"][0]["start"], s["parts"][0]["end"]) for s in cut][-1] == (27, 30)
 
@@ -102,15 +75,6 @@ def test_slices_of_the_embedded_corpus_and_tfds():
 # ---------------------------------------------------------------------------
 # Determinism, resume
 # ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def one_worker(tmp_path_factory, tokenizer_dir, text_dir):
-  out = str(tmp_path_factory.mktemp("one_worker"))
-  summary = prepare.prepare(files_config(tokenizer_dir, text_dir), out,
-                            families.FAMILIES["bert"].examples, tokenizer=tokenizer_dir, log=quiet)
-  assert summary["shards"]["train"] >= 6 and summary["examples"] > 1000
-  return out
-
 
 def test_workers_and_tasks_give_byte_identical_shards(one_worker, tmp_path, tokenizer_dir, text_dir):
   expected = tree(one_worker)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_FLAGS, cli_args, tiny_config
+from conftest import REPO, TINY_FLAGS, cli_args, split_documents, tiny_config
 from lm_jax import checkpoint, export, lock, metrics
 from lm_jax.data import packing, sources, tokenizer
 from lm_jax.errors import UserError
@@ -316,7 +316,7 @@ def test_bad_data_files_are_one_sentence(tmp_path, name, content, message):
   (tmp_path / name).write_bytes(content)
   data = _data(files=str(tmp_path / name))
   with pytest.raises(UserError, match=message):
-    sources.documents(data, "train")
+    split_documents(data)
   with pytest.raises(UserError, match=message):
     sources.check_inputs(data)
 

@@ -387,6 +387,9 @@ def _write_manifests(out, mat_dir, record, jobs, layout, seq_len):
   docs_path = out / prepared.DOCUMENTS / prepared.MANIFEST
   if prepared.read_json(docs_path) is None:
     records, tokens = per_split(0, "records"), per_split(0, "tokens")
+    if not sum(records["train"]):  # e.g. files of blank lines: no manifest, no corpus
+      raise UserError("The training corpus is empty; point data.files or data.tfds_name at text "
+                      "with at least one non-empty document.")
     prepared.write_json(docs_path, dict(
         format=prepared.FORMAT, words=record["words"], source=record["source"],
         input_sha=prepared.json_sha(record["slices"]), tokenizer_sha=record["tokenizer_sha"],

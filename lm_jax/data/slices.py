@@ -3,7 +3,7 @@
 `plan(data, split, shard_bytes)` cuts a split's input into slices without
 reading its text, from file sizes and dataset lengths alone:
 
-- local files (data.files / data.eval_files): byte ranges of about
+- files, local or gs:// (data.files / data.eval_files): byte ranges of about
   `shard_bytes`, consecutive small files sharing one; a .gz file is one
   range (it cannot seek);
 - a tensorflow-datasets split: index ranges;
@@ -19,12 +19,11 @@ File formats (as data/sources.py): .jsonl(.gz) holds one JSON object with a
 (each joined into one line) when their first MiB has a blank line, else one
 document per line. A blank line holds ASCII whitespace only.
 """
-import gzip
 import json
 import os
 import re
-import zlib
 
+from lm_jax import paths
 from lm_jax.data import sources
 from lm_jax.errors import UserError
 
@@ -89,14 +88,14 @@ def _novel_path(name):
 
 
 # ---------------------------------------------------------------------------
-# Local files
+# Files (local or remote)
 # ---------------------------------------------------------------------------
 
-def _file_plan(paths, shard_bytes):
+def _file_plan(files, shard_bytes):
   """Byte ranges of about shard_bytes over the files, in order."""
   slices, parts, filled = [], [], 0
-  for path in paths:
-    n = os.path.getsize(path)
+  for path in files:
+    n = paths.size(path)
     pos = 0
     while pos < n:
       if path.endswith(".gz"):  # whole, or not at all
@@ -114,40 +113,24 @@ def _file_plan(paths, shard_bytes):
   return slices
 
 
-def _open(path):
-  try:
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-  except OSError as e:
-    raise UserError(f"{path} cannot be read ({e.strerror or e}); check the file and its "
-                    "permissions.") from None
-
-
-def _text(path, data, offset):
-  try:
-    return data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise UserError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} near offset "
-                    f"{offset + e.start}); re-encode it as UTF-8, e.g. with iconv -f latin1 "
-                    "-t utf-8.") from None
+def _text(path, data, offset, final=True):
+  return sources.decode(path, data, final, offset)
 
 
 def _file_documents(path, start, end):
   """The documents of `path` that start in bytes [start, end) (end None: to the end)."""
-  try:
-    with _open(path) as f:
-      head = f.read(_HEAD_BYTES)
-      if path.endswith((".jsonl", ".jsonl.gz")):
-        yield from _json_lines(path, _lines(f, start, end))
-      elif _BLANK_LINE.search(head):
-        yield from _paragraphs(path, f, start, end)
-      else:
-        for pos, line in _lines(f, start, end):
-          doc = _text(path, line, pos).strip()
-          if doc:
-            yield doc
-  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-    raise UserError(f"{path} is a damaged gzip file ({e}); re-create it or leave it out of "
-                    "the data glob.") from None
+  with sources.reading(path), sources.open_bytes(path) as f:
+    head = f.read(_HEAD_BYTES)
+    _text(path, head, 0, final=False)  # a binary or UTF-16 file is told as such, up front
+    if path.endswith((".jsonl", ".jsonl.gz")):
+      yield from _json_lines(path, _lines(f, start, end))
+    elif _BLANK_LINE.search(head):
+      yield from _paragraphs(path, f, start, end)
+    else:
+      for pos, line in _lines(f, start, end):
+        doc = _text(path, line, pos).strip()
+        if doc:
+          yield doc
 
 
 def _first_line_start(f, start):

@@ -1,21 +1,25 @@
-"""Text sources: each yields a list of documents (str).
+"""Text sources, opened: what data/slices.py reads documents from, slice by slice.
 
 - the embedded corpus (Jane Austen, shipped in lm_jax/data/corpus/), split
   into chapters; Persuasion is the held-out evaluation text;
-- local files: .txt (optionally .gz) with blank-line-separated documents, or
-  one document per line when the file has no blank line; .jsonl with a
-  `text` field;
+- files, local or gs:// (lm_jax.paths), matched by a glob: .txt (optionally
+  .gz) with blank-line-separated documents, or one document per line when the
+  file has no blank line; .jsonl with a `text` field (data/slices.py reads
+  them; fine-tuning's data/labelled.py reads its small files whole);
 - any tensorflow-datasets text dataset by name, read through
   `tfds.data_source` (ArrayRecord, no TensorFlow needed).
+
+A file that cannot be read or decoded is one UserError saying what it is.
 """
 import codecs
+import contextlib
 import glob
 import gzip
-import json
 import os
 import re
 import zlib
 
+from lm_jax import paths
 from lm_jax.errors import UserError
 
 CORPUS_DIR = os.path.join(os.path.dirname(__file__), "corpus")
@@ -26,12 +30,24 @@ _CHAPTER = re.compile(r"^\s*chapter\b.*$", re.IGNORECASE | re.MULTILINE)
 _PEEK_BYTES = 4096  # what check_inputs reads of each file
 
 
-def _read_bytes(path, limit=-1):
-  """The bytes of `path` (decompressed if .gz), at most `limit` of them; a file
-  that cannot be read is one UserError naming it."""
+@contextlib.contextmanager
+def open_bytes(path, buffer_bytes=1 << 20):
+  """A file, local or remote, opened for reading bytes: gunzipped when its name ends
+  in .gz (then only reading forward is cheap), else seekable. A remote file is read
+  `buffer_bytes` at a time."""
+  with paths.open_binary(path, buffer_bytes) as f:
+    if path.endswith(".gz"):
+      with gzip.GzipFile(fileobj=f, mode="rb") as unzipped:
+        yield unzipped
+    else:
+      yield f
+
+
+@contextlib.contextmanager
+def reading(path):
+  """Turns what can go wrong while reading `path` into one UserError naming it."""
   try:
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-      return f.read(limit)
+    yield
   except IsADirectoryError:
     raise UserError(f"{path} is a directory, not a text file; make the data glob match files "
                     f"only (e.g. {path}/*.txt).") from None
@@ -46,12 +62,19 @@ def _read_bytes(path, limit=-1):
                     "permissions.") from None
 
 
-def _decode(path, data, final=True):
-  """`data` as UTF-8 text; `final=False` for a prefix that may end inside a character."""
+def _read_bytes(path, limit=-1):
+  """The bytes of `path` (decompressed if .gz), at most `limit` of them."""
+  with reading(path), open_bytes(path, limit if 0 < limit < 1 << 20 else 1 << 20) as f:
+    return f.read(limit)
+
+
+def decode(path, data, final=True, offset=0):
+  """`data`, the bytes at `offset` of `path`, as UTF-8 text; `final=False` for a
+  prefix that may end inside a character. Else one UserError saying what it is."""
   try:
     return codecs.getincrementaldecoder("utf-8")().decode(data, final)
   except UnicodeDecodeError as e:
-    where = f"offset {e.start}" + (" of the decompressed text" if path.endswith(".gz") else "")
+    where = f"offset {offset + e.start}" + (" of the decompressed text" if path.endswith(".gz") else "")
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
       what, fix = "UTF-16 text", "re-encode it as UTF-8, e.g. with iconv -f utf-16 -t utf-8"
     elif b"\0" in data[:8192]:
@@ -64,7 +87,7 @@ def _decode(path, data, final=True):
 
 def read_text(path):
   """The text of a UTF-8 file, gunzipped if its name ends in .gz."""
-  return _decode(path, _read_bytes(path))
+  return decode(path, _read_bytes(path))
 
 
 def _paragraphs(text):
@@ -91,31 +114,11 @@ def embedded_documents(split):
 
 
 def matching_files(pattern, key="data.files"):
-  """The files matching a glob, sorted; one UserError when there is none."""
-  paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-  if not paths:
+  """The files matching a glob (local or remote), sorted; one UserError when there is none."""
+  found = paths.glob(pattern)
+  if not found:
     raise UserError(f"No files match {key}={pattern!r}; check the path or glob.")
-  return paths
-
-
-def file_documents(pattern, key="data.files"):
-  """Documents from local files matching a glob (see module docstring)."""
-  docs = []
-  for path in matching_files(pattern, key):
-    text = read_text(path)
-    if path.endswith((".jsonl", ".jsonl.gz")):
-      for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-          try:
-            docs.append(json.loads(line)["text"])
-          except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path}:{n} is not a JSON object with a 'text' field; "
-                            "fix the line or use plain text files.") from None
-    elif re.search(r"\n\s*\n", text):
-      docs.extend(_paragraphs(text))
-    else:
-      docs.extend(line.strip() for line in text.splitlines() if line.strip())
-  return docs
+  return found
 
 
 def _hide_gpus_from_tensorflow():
@@ -138,47 +141,13 @@ def tfds_source(name, split, data_dir=None):
                     "prepare it with `tfds build` or check data.tfds_name.") from None
 
 
-def tfds_documents(name, split, text_key="text", data_dir=None, max_documents=-1):
-  """Documents from a tensorflow-datasets dataset (random-access data source)."""
-  source = tfds_source(name, split, data_dir)
-  n = len(source) if max_documents < 0 else min(len(source), max_documents)
-  docs = []
-  for i in range(n):
-    text = source[i][text_key]
-    docs.append(text.decode("utf-8") if isinstance(text, bytes) else str(text))
-  return docs
-
-
-def documents(data, split):
-  """The documents named by the `data` config for split 'train' or 'eval'.
-
-  Returns an empty list for 'eval' when the config names no evaluation text.
-  """
-  if data.tfds_name:
-    tfds_split = data.tfds_split if split == "train" else data.tfds_eval_split
-    if not tfds_split:
-      return []
-    docs = tfds_documents(data.tfds_name, tfds_split, data.tfds_text_key,
-                          data.tfds_data_dir, data.max_documents)
-  elif data.files:
-    key = "data.files" if split == "train" else "data.eval_files"
-    pattern = data.files if split == "train" else data.eval_files
-    docs = file_documents(pattern, key) if pattern else []
-  else:
-    docs = embedded_documents(split)
-  if split == "train" and not any(d.strip() for d in docs):
-    raise UserError("The training corpus is empty; point data.files or data.tfds_name "
-                    "at text with at least one non-empty document.")
-  return docs
-
-
 def check_inputs(data):
   """Opens every file that data.files and data.eval_files name and decodes its
   first bytes, so that a missing or unreadable input is one UserError before
   any work (not after a tokenizer was trained). Reads a few KiB of each file.
   """
-  if data.tfds_name or not data.files:  # documents() reads no files then
+  if data.tfds_name or not data.files:  # no files are read then
     return
   for key in ("files", "eval_files"):
     for path in matching_files(data[key], f"data.{key}") if data[key] else []:
-      _decode(path, _read_bytes(path, _PEEK_BYTES), final=False)
+      decode(path, _read_bytes(path, _PEEK_BYTES), final=False)

@@ -122,10 +122,10 @@ def _check_sizes(hf_dir, reader, family, model_cfg):
                       "the one of these weights.")
 
 
-def with_hf_model(config):
-  """A copy of `config` whose model is the one in `config.init.from_hf`."""
+def with_hf_model(config, hf_dir):
+  """A copy of `config` whose model is the one in `hf_dir` (config.init.from_hf's files)."""
   config = ml_collections.ConfigDict(config.to_dict())
-  config.model = model_config(config.init.from_hf, config.model)
+  config.model = model_config(hf_dir, config.model)
   return config
 
 
