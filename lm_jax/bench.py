@@ -191,7 +191,7 @@ def pipeline_mode(config):
                     "labelled records in memory.")
   with tempfile.TemporaryDirectory() as workdir:
     examples = families.get(config.model).examples
-    corpus_dir = config.data.prepared or os.path.join(workdir, "data")
+    corpus_dir = workdir_lib.corpus_dir(config, workdir)
     start = time.perf_counter()
     if not config.data.prepared:
       prepare_lib.prepare(config, corpus_dir, examples, workers=0, tokenizer=config.data.tokenizer)

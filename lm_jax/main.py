@@ -19,7 +19,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm_jax import cli, inference, parallel, seeds
+from lm_jax import cli, inference, parallel, paths, seeds, workdir as workdir_lib
 from lm_jax.inference import cloze
 
 
@@ -57,7 +57,8 @@ def main(argv):
     seeds.run(config, _WORKDIR.value)
     count = config.train.get("show_fill_mask", 0)
     if count and jax.process_index() == 0:
-      print(cloze.report(inference.load(_WORKDIR.value), count), flush=True)
+      corpus = workdir_lib.corpus_dir(config, paths.absolute(_WORKDIR.value))
+      print(cloze.report(inference.load(_WORKDIR.value), corpus, count), flush=True)
 
 
 if __name__ == "__main__":

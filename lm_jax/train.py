@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from lm_jax import checkpoint, config as config_lib, families, init_from, lock as lock_lib
 from lm_jax import metrics as metrics_lib, parallel, paths, state, workdir as workdir_lib
 from lm_jax.data import sources
+from lm_jax.families.base import trivial_metrics
 from lm_jax.errors import UserError
 
 
@@ -188,7 +189,8 @@ def run(config, workdir):
   in (or resuming in) `workdir`."""
   config = init_from.architecture(config)  # init.from_hf / init.from_workdir's model section
   families.validate(config)
-  sources.check_inputs(config.data)  # a bad file is one sentence before any work
+  if families.get(config.model).labelled:  # pre-training's input is checked when prepared, once
+    sources.check_inputs(config.data)  # a bad file is one sentence before any work
   workdir = paths.absolute(workdir)  # local: absolute; gs://: as it is
   with _one_writer(workdir):
     return _run(config, workdir)
@@ -299,7 +301,8 @@ def _train_loop(config, workdir, ckpt, train_step, evaluators, phased,
   t = config.train
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
   preemption = _Preemption()
-  shown = families.get(config.model).progress_metrics
+  shown = families.get(config.model).shown_metrics(config)
+  hidden = trivial_metrics(config)  # left off the eval lines too
   in_phases = bool(config_lib.phases_spec(t))  # then metrics.jsonl and the progress line
   if in_phases:                                # say which phase each step is in
     shown = ("phase", *shown)
@@ -325,7 +328,7 @@ def _train_loop(config, workdir, ckpt, train_step, evaluators, phased,
       if evaluator and (step % t.eval_every == 0 or step == t.steps):
         m = evaluator(params)
         writer.write(step, m)
-        writer.eval_line(step, m)
+        writer.eval_line(step, {k: v for k, v in m.items() if k[len("eval_"):] not in hidden})
       if step % t.checkpoint_every == 0 or step == t.steps:
         writer.flush()  # a resume from this checkpoint finds every line logged before it
         _save_if_finite(ckpt, step, params, opt_state, carry)

@@ -60,9 +60,28 @@ def check_workdir(config, workdir):
       k = diff[0]
       raise UserError(f"{workdir} holds a run of a different model (model.{k} was "
                       f"{old.get(k)!r}, now {new.get(k)!r}); use a new --workdir or the old config.")
+    if has_checkpoints(workdir):
+      _check_same_batches(recorded, config, workdir)
   if has_checkpoints(workdir) and not _tokenizer_exists(config, paths.join(workdir, "tokenizer")):
     raise UserError(f"{workdir} has checkpoints but no tokenizer/ (the checkpoints' embeddings "
                     "belong to it); put the run's tokenizer/ back, or start a new --workdir.")
+
+
+def _check_same_batches(recorded, config, workdir):
+  """Refuses a resume whose batches would have another shape than the checkpoints'
+  (data.seq_len, train.batch_size): batch k would hold other examples, and the
+  resumed run would not be the run it continues (train.phases changes them within one)."""
+  def shapes(c):
+    return [(p.seq_len, p.batch_size) for p in config_lib.phases(c)]
+  was, now = shapes(ml_collections.ConfigDict(recorded)), shapes(config)
+  if was != now:
+    p = next(i for i, (a, b) in enumerate(zip(was, now)) if a != b)
+    (seq_was, batch_was), (seq_now, batch_now) = was[p], now[p]
+    key, old, new = (("data.seq_len", seq_was, seq_now) if seq_was != seq_now
+                     else ("train.batch_size", batch_was, batch_now))
+    raise UserError(f"{workdir}'s checkpoints were trained with {key}={old}, not {new}: batch k "
+                    f"would hold other examples; resume with {key}={old}, or start a new "
+                    "--workdir (train.phases changes it within one run).")
 
 
 def record_config(config, workdir):
@@ -136,6 +155,11 @@ class PhaseData(NamedTuple):
   eval: Any = None    # held-out examples, or None
 
 
+def corpus_dir(config, workdir):
+  """The prepared corpus a pre-training run reads: data.prepared, else WORKDIR/data/."""
+  return config.data.prepared or paths.join(workdir, "data")
+
+
 def run_data(config, workdir):
   """[PhaseData] of the run, one per phase (config.phases; one without train.phases),
   and its tokenizer set up: pre-training reads a prepared corpus (data.prepared, or
@@ -154,15 +178,14 @@ def run_data(config, workdir):
     return [PhaseData(phases[0], train_data, eval_data)]  # config.validate: one phase
   # Pre-training reads a prepared corpus: data.prepared, or WORKDIR/data/ made here once.
   examples, words = family.examples, family.examples.WORDS
-  corpus_dir = config.data.prepared or paths.join(workdir, "data")
   if not config.data.prepared and jax.process_index() == 0:
     own_tokenizer = paths.join(workdir, "tokenizer")
     for phase in phases:  # a no-op once prepared; a later seq_len reuses the documents
-      prepare.prepare(phase.config, corpus_dir, examples, workers=0,
+      prepare.prepare(phase.config, corpus_dir(config, workdir), examples, workers=0,
                       tokenizer=prepare.tokenizer_source(config, own_tokenizer, words))
   if jax.process_count() > 1:  # the others wait for process 0's preparation
     multihost_utils.sync_global_devices("prepared corpus")
-  corpus = prepared.open(corpus_dir)
+  corpus = prepared.open(corpus_dir(config, workdir))
   tok = load_or_train_tokenizer(config, workdir, corpus)  # refuses a misfit corpus first
   if config.data.prepared:
     if jax.process_index() == 0:
@@ -187,7 +210,6 @@ def _add_material(corpus, examples, phases):
   """Makes in the prepared `corpus` (data.prepared) the (examples.LAYOUT, seq_len) material
   a phase lacks, from its documents alone (nothing is read or tokenized again); a corpus
   that cannot be written is refused with the command that adds the material."""
-  corpus_dir = corpus.path
   missing = {p.seq_len: p for p in phases
              if corpus.material_manifest(examples.LAYOUT, p.seq_len) is None}
   for seq_len, phase in missing.items():
@@ -198,14 +220,14 @@ def _add_material(corpus, examples, phases):
     as_prepared.data.update({k: v for k, v in corpus.manifest["source"].items()
                              if k in as_prepared.data})
     try:
-      prepare.prepare(as_prepared, corpus_dir, examples, workers=0)
+      prepare.prepare(as_prepared, corpus.path, examples, workers=0)
     except OSError as e:  # read-only (or unreachable): the owner of the corpus adds them
       which = (f" (phase {phase.number} of train.phases)"
                if config_lib.phases_spec(phase.config.train) else "")
       raise UserError(
-          f"{corpus_dir} holds no {examples.LAYOUT} examples for seq_len {seq_len}{which} and "
+          f"{corpus.path} holds no {examples.LAYOUT} examples for seq_len {seq_len}{which} and "
           f"adding them failed ({e.strerror or e}); add them with python -m lm_jax.prepare "
-          f"--config=<the corpus's config> --out={corpus_dir} --config.data.seq_len={seq_len}, "
+          f"--config=<the corpus's config> --out={corpus.path} --config.data.seq_len={seq_len}, "
           "which reuses its documents.") from None
 
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from conftest import REPO, TINY_FLAGS, cli_args
-from lm_jax import config as config_lib
-from lm_jax.data import packing, sources, tokenizer as tokenizer_lib
+from conftest import REPO, TINY_FLAGS, cli_args, tiny_config
+from lm_jax import config as config_lib, families
+from lm_jax.data import packing, prepare, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 from lm_jax.inference import cloze
 
@@ -33,6 +33,8 @@ def test_demo_run_ends_with_fill_mask_lines(tmp_path, tokenizer_dir):
       cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   printed = out.stdout.splitlines()
+  progress = [line for line in printed if line.startswith(("step ", "eval at step "))]
+  assert len(progress) > 20 and not any("nsp_" in line for line in progress)  # NSP off: trivial
   start = printed.index("Fill-mask on 3 held-out sentences (top 3 answers, probabilities):")
   lines = [LINE.match(line) for line in printed[start + 1:start + 4]]
   assert all(lines), printed[start:]
@@ -43,16 +45,31 @@ def test_demo_run_ends_with_fill_mask_lines(tmp_path, tokenizer_dir):
     assert len(answers) == 3 and all(re.fullmatch(r".+ [01]\.\d\d", a) for a in answers), answers
 
 
-def test_examples_mask_one_whole_word_of_held_out_sentences(tokenizer_dir):
+def test_examples_mask_one_whole_word_of_held_out_sentences(tmp_path, tokenizer_dir):
   tok = tokenizer_lib.load(tokenizer_dir)
-  pairs = cloze.examples(sources.embedded_documents("eval"), tok, 5, 32)
+  corpus = str(tmp_path / "corpus")
+  prepare.prepare(tiny_config(tokenizer_dir), corpus, families.FAMILIES["bert"].examples,
+                  tokenizer=tokenizer_dir, log=lambda _: None)
+  documents = cloze.held_out_documents(corpus, tok, 5, 32)
+  pairs = cloze.examples(documents, tok, 32)
   assert len(pairs) == 5 and len({text for text, _ in pairs}) == 5
   sentences = held_out_sentences()
   for text, word in pairs:
     assert text.count("[MASK]") == 1 and text.replace("[MASK]", word) in sentences
     assert len(tok.encode([word])[0]) == 1  # one [MASK] stands for the whole word
     assert len(tok.encode([text])[0]) + 2 <= 32
-  assert pairs == cloze.examples(sources.embedded_documents("eval"), tok, 5, 32)
+  assert pairs == cloze.examples(cloze.held_out_documents(corpus, tok, 5, 32), tok, 32)
+  # the documents are spread through the split: the first and the last fifth are read
+  held_out = sources.embedded_documents("eval")
+  first = next(i for i, d in enumerate(held_out) if pairs[0][0].split("[MASK]")[0] in d)
+  last = next(i for i, d in enumerate(held_out) if pairs[-1][0].split("[MASK]")[-1] in d)
+  assert first < len(held_out) / 5 and last >= 4 * len(held_out) / 5
+  (tmp_path / "a.txt").write_text("\n\n".join(sources.embedded_documents("train")[:20]))
+  with pytest.raises(UserError, match="needs held-out text"):
+    prepare.prepare(tiny_config(tokenizer_dir, **{"data.files": f"{tmp_path}/a.txt"}),
+                    str(tmp_path / "no_eval"), families.FAMILIES["bert"].examples,
+                    tokenizer=tokenizer_dir, log=lambda _: None)
+    cloze.held_out_documents(str(tmp_path / "no_eval"), tok, 5, 32)
 
 
 def test_show_fill_mask_is_refused_where_it_cannot_show():

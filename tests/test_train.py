@@ -231,12 +231,13 @@ def test_divergence_is_never_checkpointed(tmp_path, tokenizer_dir):
 def test_a_failed_start_keeps_config_json_and_a_lost_tokenizer_is_refused(trained, tmp_path,
                                                                          tokenizer_dir):
   """A start that fails on its data does not overwrite the config the checkpoints were
-  trained with; checkpoints without their tokenizer are refused, never retrained."""
+  trained with (a resume reads its prepared corpus, not the input, and refuses other
+  input); checkpoints without their tokenizer are refused, never retrained."""
   import shutil
   workdir = str(tmp_path / "run")
   shutil.copytree(trained, workdir)
   before = open(os.path.join(workdir, "config.json")).read()
-  with pytest.raises(UserError, match="No files match"):
+  with pytest.raises(UserError, match="was prepared from other input"):
     train.run(tiny_config(tokenizer_dir, **{"train.steps": 80,
                                             "data.files": str(tmp_path / "missing*.txt")}), workdir)
   assert open(os.path.join(workdir, "config.json")).read() == before
@@ -270,3 +271,13 @@ def test_resuming_with_another_optimizer_is_refused(trained, tokenizer_dir):
                                       r"'adagrad'"):
     train.run(tiny_config(tokenizer_dir, **{"train.steps": 80, "train.optimizer": "adagrad"}),
               trained)
+
+
+@pytest.mark.parametrize("key,value", [("data.seq_len", 32), ("train.batch_size", 4)])
+def test_resuming_with_other_batches_is_refused(trained, tokenizer_dir, key, value):
+  """Batch k of the checkpoints' run is a function of (seed, k) at their seq_len and batch
+  size: another shape would resume a different run (train.phases changes it within one)."""
+  before = os.listdir(os.path.join(trained, "checkpoints"))
+  with pytest.raises(UserError, match=rf"checkpoints were trained with {key}=\d+, not {value}: "):
+    train.run(tiny_config(tokenizer_dir, **{"train.steps": 80, key: value}), trained)
+  assert os.listdir(os.path.join(trained, "checkpoints")) == before

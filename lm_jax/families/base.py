@@ -44,6 +44,19 @@ class Family:
   flops_per_token: Optional[Callable] = None
   labelled: bool = False  # a fine-tuning task: labelled records in memory, not a prepared corpus
 
+  def shown_metrics(self, config):
+    """The progress line's metrics (less the `trivial_metrics`)."""
+    return tuple(m for m in self.progress_metrics if m not in trivial_metrics(config))
+
+
+def trivial_metrics(config):
+  """Metrics that say nothing in this run, left off the printed lines (metrics.jsonl
+  keeps them): with data.nsp_probability=0 every NSP / SOP label is the same, so
+  that accuracy is 1 and that loss near 0."""
+  if config.data.nsp_probability:
+    return set()
+  return {"nsp_accuracy", "nsp_loss", "sop_accuracy", "sop_loss"}
+
 
 def check_transformer(c):
   """The checks every Transformer family (and fine-tuning task) shares."""
