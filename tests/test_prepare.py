@@ -131,6 +131,9 @@ def test_a_killed_prepare_resumes_and_a_rerun_skips_committed_shards(one_worker,
 def test_another_seq_len_reuses_the_documents(one_worker, tokenizer_dir, text_dir):
   before = tree(one_worker)
   c = files_config(tokenizer_dir, text_dir, **{"data.seq_len": 32})
+  summary = prepare.prepare(c, one_worker, families.FAMILIES["bert"].examples,
+                            tokenizer=tokenizer_dir, log=quiet)
+  assert "no input read" in summary["line"] and "MB/s" not in summary["line"]
   data = prepared_examples(c, one_worker)
   after = tree(one_worker)
   assert {k: v for k, v in after.items() if not k.startswith("sentence_blocks-32/")} == before

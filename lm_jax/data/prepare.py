@@ -125,7 +125,7 @@ def prepare(config, out, examples, *, workers=1, task=(0, 1), tokenizer="", star
     return None
   corpus = _write_manifests(out, mat_dir, record, jobs, examples.LAYOUT, data.seq_len)
   summary = _summary(corpus, examples.LAYOUT, data.seq_len, progress.totals,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, from_documents=manifest is not None)
   log(summary["line"])
   return summary
 
@@ -402,8 +402,9 @@ def _write_manifests(out, mat_dir, record, jobs, layout, seq_len):
   return corpus
 
 
-def _summary(corpus, layout, seq_len, totals, seconds):
-  """Counts of the prepared corpus, and one line saying them."""
+def _summary(corpus, layout, seq_len, totals, seconds, from_documents=False):
+  """Counts of the prepared corpus, and one line saying them (from_documents: only the
+  material was made, from the documents; no input was read, so no MB/s)."""
   m = corpus.material_manifest(layout, seq_len)
   docs = {s: corpus.manifest["splits"][s] for s in SPLITS}
   count = lambda d, key: sum(sum(d[s][key]) for s in SPLITS)
@@ -411,8 +412,12 @@ def _summary(corpus, layout, seq_len, totals, seconds):
                  examples=count(m["splits"], "records"),
                  shards={s: len(docs[s]["records"]) for s in SPLITS}, seconds=round(seconds, 2),
                  prepared_mb=round(totals.get("bytes", 0) / 2**20, 1))
-  speed = (f" in {seconds:.0f} s ({summary['prepared_mb'] / max(seconds, 1e-9):.1f} MB/s)"
-           if totals else " (already prepared)")
+  if not totals:
+    speed = " (already prepared)"
+  elif from_documents:
+    speed = f" in {seconds:.0f} s (examples cut from the prepared documents; no input read)"
+  else:
+    speed = f" in {seconds:.0f} s ({summary['prepared_mb'] / max(seconds, 1e-9):.1f} MB/s)"
   summary["line"] = (f"Prepared {corpus.path}: {summary['documents']:,} documents, "
                      f"{summary['tokens']:,} tokens, {summary['examples']:,} {layout} examples "
                      f"of seq_len {seq_len}, in {summary['shards']['train']} train + "
