@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from lm_jax import cli, families, paths
+from lm_jax import cli, families
 from lm_jax.data import packing, prepare, sources, tokenizer as tokenizer_lib
 from lm_jax.errors import UserError
 
@@ -92,8 +92,8 @@ def prepare_mode(config, peer=False, corpus_mb=64.0, workers=0, emit=print):
       config.data.files = os.path.join(tmp, "corpus.txt")
       write_corpus(config.data.files, corpus_mb)
       config.data.eval_files = ""
-    files = sources.matching_files(config.data.files)
-    corpus_bytes = sum(paths.size(f) for f in files)
+    sized = sources.matching_sizes(config.data.files)
+    files, corpus_bytes = [path for path, _ in sized], sum(size for _, size in sized)
     sample_mb = min(config.data.tokenizer_sample_mb, _TOKENIZER_SAMPLE_MB)
     tok_dir = config.data.tokenizer
     if not tok_dir and not examples.WORDS:

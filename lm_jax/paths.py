@@ -54,19 +54,17 @@ def listdir(path):
       os.listdir(path))
 
 
-def glob(pattern):
-  """The files matching a glob, sorted; `**` spans directories. A remote glob is one
-  listing of the bucket prefix (fsspec, as under epath, whose glob refuses `**`)."""
+def glob_sizes(pattern):
+  """(path, size in bytes) of the files matching a glob, sorted. A remote glob is one
+  listing of the bucket prefix, sizes included (fsspec, as under epath, whose glob
+  refuses `**`): no request per file."""
   if not is_remote(pattern):
-    return sorted(glob_lib.glob(os.path.expanduser(pattern), recursive=True))
+    found = sorted(glob_lib.glob(os.path.expanduser(pattern), recursive=True))
+    return [(p, os.path.getsize(p) if os.path.isfile(p) else 0) for p in found]
   fs, path = fsspec.core.url_to_fs(pattern)
   found = fs.glob(path, detail=True)
-  return sorted(fs.unstrip_protocol(p) for p, info in found.items() if info["type"] == "file")
-
-
-def size(path):
-  """A file's size in bytes."""
-  return epath.Path(path).stat().length if is_remote(path) else os.path.getsize(path)
+  return sorted((fs.unstrip_protocol(p), info["size"]) for p, info in found.items()
+                if info["type"] == "file")
 
 
 def open_binary(path, buffer_bytes=1 << 20):

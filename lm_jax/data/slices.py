@@ -23,7 +23,6 @@ import json
 import os
 import re
 
-from lm_jax import paths
 from lm_jax.data import sources
 from lm_jax.errors import UserError
 
@@ -53,7 +52,7 @@ def plan(data, split, shard_bytes):
   if data.files:
     key = "data.files" if split == "train" else "data.eval_files"
     pattern = data.files if split == "train" else data.eval_files
-    return _file_plan(sources.matching_files(pattern, key), shard_bytes) if pattern else []
+    return _file_plan(sources.matching_sizes(pattern, key), shard_bytes) if pattern else []
   return [dict(parts=[dict(novel=name, bytes=os.path.getsize(_novel_path(name)))])
           for name in _novels(split)]
 
@@ -92,10 +91,9 @@ def _novel_path(name):
 # ---------------------------------------------------------------------------
 
 def _file_plan(files, shard_bytes):
-  """Byte ranges of about shard_bytes over the files, in order."""
+  """Byte ranges of about shard_bytes over the files ((path, size), in order)."""
   slices, parts, filled = [], [], 0
-  for path in files:
-    n = paths.size(path)
+  for path, n in files:
     pos = 0
     while pos < n:
       if path.endswith(".gz"):  # whole, or not at all

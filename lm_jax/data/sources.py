@@ -115,7 +115,12 @@ def embedded_documents(split):
 
 def matching_files(pattern, key="data.files"):
   """The files matching a glob (local or remote), sorted; one UserError when there is none."""
-  found = paths.glob(pattern)
+  return [path for path, _ in matching_sizes(pattern, key)]
+
+
+def matching_sizes(pattern, key="data.files"):
+  """(path, size) of the files matching a glob, sorted; one UserError when there is none."""
+  found = paths.glob_sizes(pattern)
   if not found:
     raise UserError(f"No files match {key}={pattern!r}; check the path or glob.")
   return found
