@@ -301,8 +301,8 @@ def _train_loop(config, workdir, ckpt, train_step, evaluators, phased,
   t = config.train
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, total_steps=t.steps)
   preemption = _Preemption()
-  shown = families.get(config.model).shown_metrics(config)
-  hidden = trivial_metrics(config)  # left off the eval lines too
+  hidden = trivial_metrics(config)  # left off the progress and eval lines
+  shown = tuple(m for m in families.get(config.model).progress_metrics if m not in hidden)
   in_phases = bool(config_lib.phases_spec(t))  # then metrics.jsonl and the progress line
   if in_phases:                                # say which phase each step is in
     shown = ("phase", *shown)

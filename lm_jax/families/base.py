@@ -44,10 +44,6 @@ class Family:
   flops_per_token: Optional[Callable] = None
   labelled: bool = False  # a fine-tuning task: labelled records in memory, not a prepared corpus
 
-  def shown_metrics(self, config):
-    """The progress line's metrics (less the `trivial_metrics`)."""
-    return tuple(m for m in self.progress_metrics if m not in trivial_metrics(config))
-
 
 def trivial_metrics(config):
   """Metrics that say nothing in this run, left off the printed lines (metrics.jsonl
